@@ -1,0 +1,243 @@
+"""The five attention schemes of TimeSformer as partitions of the space-time token grid.
+
+Token order
+-----------
+A clip of T frames cut into an H x W grid of patches gives T*H*W patch tokens. As in the
+authors' code they are stored patch-major, time-minor: patch (t, h, w) sits at
+
+    p = (h * W + w) * T + t          (the model's token index is 1 + p; index 0 is the cls)
+
+Every attention *step* partitions these tokens into groups that attend only within
+themselves. A scheme is a sequence of steps (one table, ``SCHEMES``, at the bottom):
+
+| scheme        | steps, in order (the last one is the block's "main" step)              |
+|---------------|-------------------------------------------------------------------------|
+| space         | full frame (frames are separate clips until the final average)         |
+| joint         | full clip: all T*H*W tokens                                              |
+| divided       | time (same h, w) -> frame (same t)                                      |
+| local_global  | local windows T x ceil(H/2) x ceil(W/2) -> global stride-2 lattices     |
+| axial         | time (same h, w) -> width (same t, h) -> height (same t, w)             |
+
+The cls token follows the rule of the authors' divided block, which we extend to the two
+schemes they did not release: it sits out every step but the last one of a block; in the
+last step it joins every group once, and its outputs are averaged over the groups.
+
+Every step runs through ``torch.nn.functional.scaled_dot_product_attention`` unless its
+attention probabilities are asked for, in which case the explicit softmax path runs (the two
+agree to float rounding; ``tests/test_model.py`` checks it for every scheme).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+Grid = tuple[int, int, int]  # (T, H, W): frames, patch rows, patch columns
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a batch of equal-length groups: (G, L, D) -> (G, L, D).
+
+    The parameters are laid out as in the authors' (and timm's) ViT: ``qkv`` packs q, k, v,
+    each with the heads contiguous; ``proj`` is the output projection.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        G, L, D = x.shape
+        qkv = self.qkv(x).view(G, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (G, heads, L, head_dim)
+        drop = self.attn_drop if self.training else 0.0
+        weights = None
+        if need_weights:
+            attn = (q * self.scale) @ k.transpose(-2, -1)  # (G, heads, L, L)
+            weights = attn.softmax(dim=-1)
+            out = F.dropout(weights, drop, self.training) @ v  # (G, heads, L, head_dim)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)  # (G, heads, L, head_dim)
+        out = out.transpose(1, 2).reshape(G, L, D)
+        return self.proj_drop(self.proj(out)), weights
+
+
+# --------------------------------------------------------------------------------------
+# Groupings: how one step partitions the T*H*W patch tokens.
+# --------------------------------------------------------------------------------------
+
+
+class Grouping:
+    """A partition of the patch tokens of a (T, H, W) grid into groups.
+
+    ``split`` turns patch tokens ``(B, H*W*T, D)`` into one tensor ``(B*G_k, L_k, D)`` per
+    bucket of equal-length groups (batch-major: row ``b*G_k + g``); ``merge`` is its inverse.
+    ``partition`` gives, per bucket, the ``(G_k, L_k)`` patch indices of every group in the
+    canonical order (see the module docstring); it is what the cost count and the attention
+    rollout use, and it is derived from ``split`` itself so the two cannot disagree.
+    """
+
+    name: str = ""
+
+    def split(self, x: Tensor, grid: Grid) -> list[Tensor]:
+        raise NotImplementedError
+
+    def merge(self, parts: list[Tensor], grid: Grid) -> Tensor:
+        raise NotImplementedError
+
+    def partition(self, grid: Grid) -> tuple[Tensor, ...]:
+        return _partition_of(self, grid)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+@functools.lru_cache(maxsize=256)
+def _partition_of(grouping: Grouping, grid: Grid) -> tuple[Tensor, ...]:
+    T, H, W = grid
+    positions = torch.arange(T * H * W).view(1, T * H * W, 1)  # (1, HWT, 1): each token's own index
+    return tuple(part.squeeze(-1) for part in grouping.split(positions, grid))
+
+
+class PatternGrouping(Grouping):
+    """A grouping that is a pure reshape, written as an einops pattern (its own comment)."""
+
+    def __init__(self, name: str, pattern: str) -> None:
+        self.name = name
+        self.pattern = pattern
+        source, target = pattern.split("->")
+        self.inverse = f"{target.strip()} -> {source.strip()}"
+
+    def split(self, x: Tensor, grid: Grid) -> list[Tensor]:
+        T, H, W = grid
+        return [rearrange(x, self.pattern, t=T, h=H, w=W)]
+
+    def merge(self, parts: list[Tensor], grid: Grid) -> Tensor:
+        T, H, W = grid
+        return rearrange(parts[0], self.inverse, t=T, h=H, w=W)
+
+
+class IndexGrouping(Grouping):
+    """A grouping given by explicit index lists; groups of unequal size go in separate buckets.
+
+    Used by Sparse Local Global, whose windows and lattices are unequal on odd grids.
+    """
+
+    def groups(self, grid: Grid) -> list[list[int]]:
+        """The groups, each a list of canonical patch indices in ascending order."""
+        raise NotImplementedError
+
+    @functools.lru_cache(maxsize=256)
+    def _indices(self, grid: Grid, device: torch.device) -> tuple[tuple[Tensor, ...], Tensor]:
+        by_length: dict[int, list[list[int]]] = {}
+        for group in self.groups(grid):
+            if group:
+                by_length.setdefault(len(group), []).append(group)
+        buckets = tuple(torch.tensor(g, dtype=torch.long, device=device) for g in by_length.values())
+        order = torch.cat([b.flatten() for b in buckets])  # concatenated groups -> token
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=device)  # token -> position in `order`
+        return buckets, inverse
+
+    def split(self, x: Tensor, grid: Grid) -> list[Tensor]:
+        buckets, _ = self._indices(grid, x.device)
+        B, D = x.shape[0], x.shape[-1]
+        return [x[:, idx].reshape(B * idx.shape[0], idx.shape[1], D) for idx in buckets]  # (B*G, L, D)
+
+    def merge(self, parts: list[Tensor], grid: Grid) -> Tensor:
+        buckets, inverse = self._indices(grid, parts[0].device)
+        B, D = parts[0].shape[0] // buckets[0].shape[0], parts[0].shape[-1]
+        flat = torch.cat([p.reshape(B, -1, D) for p in parts], dim=1)  # (B, HWT, D) in group order
+        return flat.index_select(1, inverse)
+
+
+def _halves(n: int) -> list[range]:
+    """Split range(n) into a first half of ceil(n/2) and the rest (empty when n == 1)."""
+    cut = math.ceil(n / 2)
+    return [r for r in (range(0, cut), range(cut, n)) if len(r)]
+
+
+class LocalWindows(IndexGrouping):
+    """Non-overlapping windows of T x ceil(H/2) x ceil(W/2) patches (the 'L' of L+G)."""
+
+    name = "local"
+
+    def groups(self, grid: Grid) -> list[list[int]]:
+        T, H, W = grid
+        return [sorted((h * W + w) * T + t for h in hs for w in ws for t in range(T))
+                for hs, ws in itertools.product(_halves(H), _halves(W))]
+
+
+class GlobalLattice(IndexGrouping):
+    """The stride-2 lattices: patches sharing the parity of t, h and w (the 'G' of L+G)."""
+
+    name = "global"
+
+    def groups(self, grid: Grid) -> list[list[int]]:
+        T, H, W = grid
+        return [sorted((h * W + w) * T + t
+                       for h in range(ph, H, 2) for w in range(pw, W, 2) for t in range(pt, T, 2))
+                for ph, pw, pt in itertools.product(range(2), repeat=3)]
+
+
+FULL = PatternGrouping("full", "b (h w t) d -> b (h w t) d")  # one group: every token of the clip
+TIME = PatternGrouping("time", "b (h w t) d -> (b h w) t d")  # one group per location (h, w)
+FRAME = PatternGrouping("frame", "b (h w t) d -> (b t) (h w) d")  # one group per frame t
+WIDTH = PatternGrouping("width", "b (h w t) d -> (b t h) w d")  # one group per row (t, h)
+HEIGHT = PatternGrouping("height", "b (h w t) d -> (b t w) h d")  # one group per column (t, w)
+LOCAL = LocalWindows()
+GLOBAL = GlobalLattice()
+
+
+# --------------------------------------------------------------------------------------
+# The schemes: one table.
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One attention step of a block.
+
+    ``name`` prefixes its parameters: an extra step ``temporal`` owns ``temporal_norm1``,
+    ``temporal_attn`` and the zero-initialised ``temporal_fc`` (the authors' names for the
+    divided block); the main step owns the ViT's own ``norm1`` and ``attn``.
+    """
+
+    name: str
+    grouping: Grouping
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    title: str  # the paper's name
+    extra_steps: tuple[Step, ...]  # run first, cls sits out, each followed by its zero-init fc
+    main: Grouping  # the last step: the cls joins every group, outputs averaged over groups
+    per_frame: bool = False  # Space: frames are separate clips (each with its own cls) until the end
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.extra_steps + (Step("main", self.main),)
+
+
+SCHEMES: dict[str, Scheme] = {
+    "space": Scheme("space", "Space", (), FULL, per_frame=True),
+    "joint": Scheme("joint", "Joint Space-Time", (), FULL),
+    "divided": Scheme("divided", "Divided Space-Time", (Step("temporal", TIME),), FRAME),
+    "local_global": Scheme("local_global", "Sparse Local Global", (Step("local", LOCAL),), GLOBAL),
+    "axial": Scheme("axial", "Axial", (Step("temporal", TIME), Step("width", WIDTH)), HEIGHT),
+}
