@@ -1,0 +1,130 @@
+"""Cost accounting: parameters, multiply-adds and attention-matrix sizes (pure arithmetic).
+
+The paper's "FLOPs" count one multiply-add as one operation (as fvcore does), over the
+matrix products of the model: patch embedding, every linear layer and the two products of
+each attention (q k^T and attn v). Norms, softmax, GELU and additions are not counted
+(they are under 0.1% of the total). ``count_macs`` follows that convention and derives the
+attention sizes from the same partitions the model runs (``tsf.attention``), so the count
+cannot drift from the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attention import SCHEMES
+from .config import TimeSformerConfig
+
+
+def count_params(model_or_config: nn.Module | TimeSformerConfig) -> int:
+    """Number of parameters; a config is built on the meta device (no memory, exact count)."""
+    if isinstance(model_or_config, TimeSformerConfig):
+        from .model import TimeSformer
+
+        with torch.device("meta"):
+            model_or_config = TimeSformer(model_or_config)
+    return sum(p.numel() for p in model_or_config.parameters())
+
+
+@dataclass(frozen=True)
+class MacBreakdown:
+    """Multiply-adds per view (one clip), by kind of operation."""
+
+    patch_embed: int
+    qkv: int
+    attention: int  # q k^T and attn v, every step of every block
+    proj: int
+    extra_fc: int  # the zero-initialised D x D linear after each extra step
+    mlp: int
+    head: int
+
+    @property
+    def total(self) -> int:
+        return self.patch_embed + self.qkv + self.attention + self.proj + self.extra_fc + self.mlp + self.head
+
+
+def _view_grid(config: TimeSformerConfig, img_size: int | None, num_frames: int | None) -> tuple[int, int, int]:
+    img = config.img_size if img_size is None else img_size
+    T = config.num_frames if num_frames is None else num_frames
+    if img % config.patch_size:
+        raise ValueError(f"crop {img} is not divisible by the patch size {config.patch_size}")
+    side = img // config.patch_size
+    return T, side, side
+
+
+def mac_breakdown(config: TimeSformerConfig, *, img_size: int | None = None,
+                  num_frames: int | None = None) -> MacBreakdown:
+    """Multiply-adds of one view, by kind (see :func:`count_macs`)."""
+    scheme = SCHEMES[config.attention]
+    T, H, W = _view_grid(config, img_size, num_frames)
+    D, N = config.embed_dim, H * W
+    hidden = int(D * config.mlp_ratio)
+    # Space runs T clips of one frame, each with its own cls.
+    clips, grid = (T, (1, H, W)) if scheme.per_frame else (1, (T, H, W))
+    tokens = grid[0] * N  # patch tokens per clip
+    qkv = attention = proj = extra_fc = 0
+    for step in scheme.steps:
+        with_cls = step.name == "main"
+        for bucket in step.grouping.partition(grid):
+            G, L = bucket.shape[0], bucket.shape[1] + with_cls  # the cls joins every group of the main step
+            qkv += G * L * D * 3 * D
+            attention += G * 2 * L * L * D  # q k^T and attn v over all heads
+            proj += G * L * D * D
+        if not with_cls:
+            extra_fc += tokens * D * D
+    mlp = (1 + tokens) * 2 * D * hidden
+    per_block = clips * config.depth
+    return MacBreakdown(
+        patch_embed=T * N * D * config.in_chans * config.patch_size**2,
+        qkv=per_block * qkv,
+        attention=per_block * attention,
+        proj=per_block * proj,
+        extra_fc=per_block * extra_fc,
+        mlp=per_block * mlp,
+        head=D * config.num_classes,
+    )
+
+
+def count_macs(config: TimeSformerConfig, *, img_size: int | None = None, num_frames: int | None = None) -> int:
+    """Multiply-adds of one view (one clip of ``num_frames`` x ``img_size``^2), the paper's "FLOPs".
+
+    At ViT-B/16 with divided attention: 0.196 T for 8 x 224, 1.70 T for 16 x 448, 2.38 T
+    for 96 x 224; the paper's figures are for 3 views (0.59 / 5.11 / 7.14 TFLOPs).
+    """
+    return mac_breakdown(config, img_size=img_size, num_frames=num_frames).total
+
+
+def attention_matrix_elements(config: TimeSformerConfig, *, img_size: int | None = None,
+                              num_frames: int | None = None) -> dict[str, int]:
+    """Entries of the attention-probability tensors of one block, per step, for one view.
+
+    Times heads and bytes per element, this is the memory an explicit (non-fused)
+    implementation holds for one step's softmax, and keeps per block for the backward pass.
+    """
+    scheme = SCHEMES[config.attention]
+    T, H, W = _view_grid(config, img_size, num_frames)
+    clips, grid = (T, (1, H, W)) if scheme.per_frame else (1, (T, H, W))
+    out = {}
+    for step in scheme.steps:
+        with_cls = step.name == "main"
+        out[step.name] = clips * config.num_heads * sum(
+            b.shape[0] * (b.shape[1] + with_cls) ** 2 for b in step.grouping.partition(grid))
+    return out
+
+
+def cost_row(config: TimeSformerConfig, views: int = 3) -> dict[str, float | int | str]:
+    """Parameters and cost of a config as one table row (what ``python -m tsf info`` prints)."""
+    macs = count_macs(config)
+    return {
+        "attention": config.attention,
+        "frames": config.num_frames,
+        "crop": config.img_size,
+        "classes": config.num_classes,
+        "params": count_params(config),
+        "gmacs_per_view": macs / 1e9,
+        "views": views,
+        "tflops_all_views": macs * views / 1e12,
+    }
