@@ -6,6 +6,7 @@ The public names; see each module for the details.
 from .config import PRESETS, TimeSformerConfig, preset
 from .cost import count_macs, count_params, mac_breakdown
 from .model import StepAttention, TimeSformer
+from .weights import load_pretrained, save_pretrained, to_hf
 
 __all__ = [
     "PRESETS",
@@ -14,7 +15,10 @@ __all__ = [
     "TimeSformerConfig",
     "count_macs",
     "count_params",
+    "load_pretrained",
     "mac_breakdown",
     "preset",
+    "save_pretrained",
+    "to_hf",
 ]
 __version__ = "0.1.0"

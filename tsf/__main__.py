@@ -53,6 +53,26 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .weights import load_pretrained, save_pretrained, to_hf
+    from .weights.convert import summary
+
+    overrides = {field: value for field, value in [
+        ("attention", args.attention), ("num_frames", args.frames), ("img_size", args.crop),
+        ("num_classes", args.num_classes), ("num_heads", args.num_heads)] if value is not None}
+    try:
+        model = load_pretrained(args.source, **overrides)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.hf:
+        to_hf(model).save_pretrained(args.out)
+    else:
+        save_pretrained(model, args.out)
+    print(f"{args.source} -> {args.out} ({'Hugging Face' if args.hf else 'tsf'} format): {summary(model.config)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tsf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--views", type=int, default=3, help="views per video for the total (paper: 3)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cmd_info)
+
+    convert = sub.add_parser("convert", help="read any supported checkpoint and write it as safetensors (tsf or HF)")
+    convert.add_argument("source", help="a .pyth/.pth/.pt/.bin/.safetensors file or a folder with config.json")
+    convert.add_argument("out", help="the folder to write (model.safetensors + config.json)")
+    convert.add_argument("--attention", default=None, help="scheme to inflate an image ViT to (default divided)")
+    convert.add_argument("--frames", type=int, default=None, help="resize the time embedding to this many frames")
+    convert.add_argument("--crop", type=int, default=None, help="resize the position embedding to this crop (px)")
+    convert.add_argument("--num-classes", type=int, default=None, help="replace the head by a new one of this size")
+    convert.add_argument("--num-heads", type=int, default=None, help="heads, when neither shapes nor config say")
+    convert.add_argument("--hf", action="store_true", help="write a Hugging Face TimesformerForVideoClassification")
+    convert.set_defaults(func=_cmd_convert)
     return parser
 
 

@@ -1,0 +1,191 @@
+"""Reading weight files safely, and writing ours.
+
+Pickled files (``.pyth``, ``.pth``, ``.pt``, ``.bin``) are only ever opened with
+``torch.load(..., weights_only=True)``: torch's restricted unpickler, which builds tensors,
+containers and plain Python values and refuses every other global. A pickle that would call
+anything else (``os.system`` in a crafted ``__reduce__``) is refused before that call runs.
+Safetensors files hold no code at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+STATE_DICT_NAME = "<state dict>"  # how an in-memory source is named in messages
+MAX_LISTED = 5  # offending keys named in one message
+
+# A folder's weight files, in the order they are looked for (Hugging Face's names).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+class CheckpointError(ValueError):
+    """A source that cannot be loaded. The message names the file (or ``<state dict>``) and
+    the first few offending keys with their shapes."""
+
+
+@dataclass(frozen=True)
+class RawCheckpoint:
+    """What a source holds, before any key is renamed.
+
+    ``obj`` is the top-level mapping (a state dict, or a container such as the authors'
+    ``{epoch, model_state, optimizer_state, cfg}``); ``config`` is a folder's
+    ``config.json`` (Hugging Face's or ours), or the ``config`` of an in-memory model;
+    ``metadata`` is a safetensors header's metadata.
+    """
+
+    obj: Mapping[str, Any]
+    name: str
+    config: dict[str, Any] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    in_memory: bool = False  # tensors belong to the caller: never alias them
+
+
+def describe_keys(state: Mapping[str, Any], keys: Iterable[str], limit: int = MAX_LISTED) -> str:
+    """``'a (1, 197, 768), b (768,)'``: the first ``limit`` keys with their shapes, and a count of the rest."""
+    keys = list(keys)
+    parts = []
+    for k in keys[:limit]:
+        v = state.get(k)
+        parts.append(f"{k} {tuple(v.shape)}" if isinstance(v, Tensor) else f"{k} ({type(v).__name__})")
+    if len(keys) > limit:
+        parts.append(f"... and {len(keys) - limit} more")
+    return ", ".join(parts)
+
+
+def read_source(source: Any) -> RawCheckpoint:
+    """Read a file, a folder, an in-memory state dict or an in-memory model (ours or a
+    Hugging Face ``PreTrainedModel``, whose ``config`` is read like a ``config.json``)."""
+    if isinstance(source, Mapping):
+        return RawCheckpoint(source, STATE_DICT_NAME, in_memory=True)
+    if isinstance(source, torch.nn.Module):
+        return _read_module(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if path.is_dir():
+            return _read_folder(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no such checkpoint file or folder: {path}")
+        obj, metadata = read_weight_file(path)
+        return RawCheckpoint(obj, str(path), metadata=metadata)
+    raise TypeError(f"expected a path, a folder, a state dict or a model, got {type(source).__name__}")
+
+
+def _read_module(module: torch.nn.Module) -> RawCheckpoint:
+    name = f"<{type(module).__name__}>"
+    config = getattr(module, "config", None)
+    if hasattr(config, "to_dict"):  # a Hugging Face PreTrainedConfig, or our TimeSformerConfig
+        config = config.to_dict()
+        if "model_type" not in config:  # ours: shape it like our config.json
+            from .formats import FORMAT_MARKER
+
+            config = {"format": FORMAT_MARKER, "config": config}
+    return RawCheckpoint(module.state_dict(), name, config if isinstance(config, dict) else None, in_memory=True)
+
+
+def _read_folder(path: Path) -> RawCheckpoint:
+    config = None
+    if (path / "config.json").is_file():
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({err})") from None
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path / 'config.json'}: expected a JSON object, got {type(config).__name__}")
+    found = next((path / f for f in WEIGHT_FILES if (path / f).is_file()), None)
+    if found is None:
+        held = sorted(p.name for p in path.iterdir())[:10]
+        raise CheckpointError(f"{path}: a checkpoint folder needs one of {', '.join(WEIGHT_FILES)}; "
+                              f"it holds {held or 'nothing'}")
+    if found.name.endswith(".index.json"):
+        obj, metadata = _read_shards(found)
+    else:
+        obj, metadata = read_weight_file(found)
+    return RawCheckpoint(obj, str(found), config, metadata)
+
+
+def _read_shards(index: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """A sharded Hugging Face checkpoint: the index's ``weight_map`` names the shard of every key."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{index}: not a shard index with a 'weight_map' ({err!r})") from None
+    state: dict[str, Tensor] = {}
+    metadata: dict[str, str] = {}
+    for shard in sorted(set(weight_map.values())):
+        obj, meta = read_weight_file(index.parent / shard)
+        state.update(obj)
+        metadata.update(meta)
+    return state, metadata
+
+
+def read_weight_file(path: Path) -> tuple[Mapping[str, Any], dict[str, str]]:
+    """One file: safetensors by its suffix, anything else through torch's weights-only unpickler."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.suffix == ".json":
+        raise CheckpointError(f"{path}: a JSON file holds no weights; pass the folder that holds it")
+    obj, metadata = (_load_safetensors(path) if path.suffix == ".safetensors" else (_torch_load(path), {}))
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict or a checkpoint dict")
+    return obj, metadata
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            return {k: f.get_tensor(k) for k in f.keys()}, metadata
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError for I/O)
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or not a checkpoint): "
+                              f"{err}") from None
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        message = str(err)
+        if "Weights only load failed" in message:
+            culprits = sorted(set(_GLOBAL.findall(message)))
+            what = f" (it calls {', '.join(culprits)})" if culprits else ""
+            raise CheckpointError(
+                f"{path}: refused: unpickling this file would execute code{what}. tsf only loads "
+                "checkpoints that torch.load(..., weights_only=True) accepts (tensors, containers and "
+                "plain values); re-save the weights from a trusted environment as safetensors or as a "
+                "plain state dict") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a checkpoint): {message}") from None
+    except Exception as err:  # truncated zip (RuntimeError), text (KeyError), empty file (EOFError), ...
+        detail = str(err).split("\n")[0] or type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a checkpoint): {detail}") from None
+
+
+def write_safetensors(state: Mapping[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write a safetensors file atomically (a temporary file renamed into place)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
