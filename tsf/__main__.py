@@ -60,16 +60,34 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     overrides = {field: value for field, value in [
         ("attention", args.attention), ("num_frames", args.frames), ("img_size", args.crop),
         ("num_classes", args.num_classes), ("num_heads", args.num_heads)] if value is not None}
-    try:
-        model = load_pretrained(args.source, **overrides)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model = load_pretrained(args.source, **overrides)
     if args.hf:
         to_hf(model).save_pretrained(args.out)
     else:
         save_pretrained(model, args.out)
     print(f"{args.source} -> {args.out} ({'Hugging Face' if args.hf else 'tsf'} format): {summary(model.config)}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from .train import fit, load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    overrides = list(args.set or [])
+    if args.output:
+        overrides.append(f"output_dir={args.output}")
+    config = load_config(args.preset, args.config, overrides)
+    resume: bool | str = {None: False, "latest": True}.get(args.resume, args.resume)
+    result = fit(config, resume=resume)
+    if result.interrupted:
+        print(f"stopped at step {result.steps}; checkpoint {result.checkpoint}; "
+              f"continue with: python -m tsf train ... --resume", file=sys.stderr)
+        return 130
+    final = result.final
+    print(json.dumps({"run_dir": str(result.run_dir), "steps": result.steps,
+                      **{k: v for k, v in final.items() if k.startswith(("train_", "val_"))}}, indent=2))
     return 0
 
 
@@ -98,6 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--num-heads", type=int, default=None, help="heads, when neither shapes nor config say")
     convert.add_argument("--hf", action="store_true", help="write a Hugging Face TimesformerForVideoClassification")
     convert.set_defaults(func=_cmd_convert)
+
+    from .train.config import TRAIN_PRESETS
+
+    train = sub.add_parser("train", help="train (also under torchrun --nproc_per_node=N)")
+    train.add_argument("--preset", default="scratch", choices=sorted(TRAIN_PRESETS),
+                       help="scratch: small model, AdamW + cosine; authors: the paper's Kinetics recipe; smoke: seconds")
+    train.add_argument("--config", help="a YAML file with model/data/optim sections and top-level keys")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a dotted key, e.g. --set model.attention=joint --set optim.lr=3e-4")
+    train.add_argument("--output", help="run folder (same as --set output_dir=...)")
+    train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+                       help="continue from the newest checkpoint of the run folder, or from CHECKPOINT")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 
@@ -106,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except ValueError as err:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 
