@@ -8,6 +8,19 @@
 * :mod:`tsf.data.check`: the ``check-data`` scanner.
 """
 
+from .check import CheckReport, FileCheck, check_files, check_video
+from .datasets import (
+    AnnotationError,
+    BadVideoWarning,
+    FolderDataset,
+    KineticsDataset,
+    SSv2Dataset,
+    VideoDataset,
+    read_kinetics_annotations,
+    read_ssv2_annotations,
+    read_ssv2_labels,
+    scan_class_folders,
+)
 from .transforms import (
     EvalTransform,
     TrainTransform,
@@ -34,12 +47,20 @@ from .video import (
 )
 
 __all__ = [
+    "AnnotationError",
+    "BadVideoWarning",
+    "check_files",
+    "check_video",
+    "CheckReport",
     "ClipSampling",
     "decode_frames",
     "denormalize",
     "dense_indices",
     "EvalTransform",
+    "FileCheck",
+    "FolderDataset",
     "FrameIndices",
+    "KineticsDataset",
     "load_clips",
     "normalize",
     "probe_video",
@@ -47,10 +68,16 @@ __all__ = [
     "random_short_side_resize",
     "read_clip",
     "read_clips",
+    "read_kinetics_annotations",
+    "read_ssv2_annotations",
+    "read_ssv2_labels",
+    "scan_class_folders",
     "segment_indices",
     "short_side_resize",
     "spatial_crops",
+    "SSv2Dataset",
     "TrainTransform",
+    "VideoDataset",
     "VideoError",
     "VideoInfo",
     "write_video",
