@@ -60,6 +60,7 @@ Probe = Callable[[str, "ClipSampling | None", bool], FileCheck]
 
 
 def _serve(conn, probe: Probe) -> None:  # runs in the worker process
+    conn.send("ready")  # start-up (importing torch) does not count against a file's timeout
     while True:
         job = conn.recv()
         if job is None:
@@ -82,6 +83,8 @@ class IsolatedProber:
         self._process = self._ctx.Process(target=_serve, args=(child, self.probe), daemon=True)
         self._process.start()
         child.close()
+        if not self._conn.poll(300) or self._conn.recv() != "ready":
+            raise RuntimeError("the check-data worker process did not start")
 
     def _stop(self, kill: bool) -> int | None:
         if self._process is None:
@@ -142,7 +145,8 @@ class CheckReport:
                 "bad": [asdict(f) for f in self.bad], "short": [asdict(f) for f in self.short]}
 
     def format(self) -> str:
-        lines = [f"checked {len(self.files)} videos: {len(self.bad)} bad, {len(self.short)} short"]
+        count = len(self.files)
+        lines = [f"checked {count} video{'' if count == 1 else 's'}: {len(self.bad)} bad, {len(self.short)} short"]
         for title, group in (("bad", self.bad), ("short", self.short)):
             if group:
                 lines.append(f"{title}:")

@@ -228,31 +228,8 @@ def _quiet_decord() -> None:
         _QUIET = True
 
 
-def _decord_reader(path: Path, height: int = -1, width: int = -1, num_threads: int = 1):
-    import decord
-
-    _quiet_decord()
-    try:
-        return decord.VideoReader(str(path), width=width, height=height, num_threads=num_threads)
-    except (RuntimeError, AssertionError, decord.DECORDError) as err:
-        detail = _first_line(err)
-        if detail.startswith("Error reading"):  # decord's generic message: ask FFmpeg via PyAV why
-            detail = _pyav_open_error(path) or "unknown reason"
-        raise VideoError(path, f"cannot be opened as a video (not a video, or truncated or corrupt: {detail})") from err
-
-
-def _pyav_open_error(path: Path) -> str | None:
-    """FFmpeg's reason (through PyAV) why a file does not open, or None if it opens."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return None if container.streams.video else "no video stream"
-    except av.FFmpegError as err:
-        return _first_line(err)
-
-
 def _pyav_dims(path: Path) -> tuple[int, int]:
+    """(height, width) from the file's header, read by FFmpeg through PyAV."""
     import av
 
     try:
@@ -262,10 +239,27 @@ def _pyav_dims(path: Path) -> tuple[int, int]:
             ctx = container.streams.video[0].codec_context
             height, width = ctx.height, ctx.width
     except av.FFmpegError as err:
-        raise VideoError(path, f"cannot be opened as a video ({_first_line(err)})") from err
+        raise VideoError(path, _UNOPENABLE.format(_first_line(err))) from err
     if height < 1 or width < 1:
         raise VideoError(path, f"video stream has no frame size ({width}x{height})")
     return height, width
+
+
+_UNOPENABLE = "cannot be opened as a video (not a video, or truncated or corrupt: {})"
+
+
+def _decord_reader(path: Path, height: int = -1, width: int = -1, num_threads: int = 1):
+    import decord
+
+    _quiet_decord()
+    try:
+        return decord.VideoReader(str(path), width=width, height=height, num_threads=num_threads)
+    except (RuntimeError, AssertionError, decord.DECORDError) as err:
+        detail = _first_line(err)
+        if detail.startswith("Error reading"):  # decord's generic message: FFmpeg (via PyAV) may say why
+            _pyav_dims(path)
+            detail = "decord cannot read it"
+        raise VideoError(path, _UNOPENABLE.format(detail)) from err
 
 
 def probe_video(path: PathLike) -> VideoInfo:
