@@ -69,27 +69,31 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     return 1 if report.bad or (args.strict and report.short) else 0
 
 
+def _report(args: argparse.Namespace, result: dict, formatter: Callable[[dict], str]) -> int:
+    """Write a benchmark result to ``--out`` if asked, print it as a table or ``--json``."""
+    from .data.bench import write_result
+
+    if args.out:
+        write_result(args.out, result)
+    print(json.dumps(result, indent=2) if args.json else formatter(result))
+    return 0
+
+
 def _cmd_bench_data(args: argparse.Namespace) -> int:
-    from .data.bench import format_bench_data, run_bench_data, write_result
+    from .data.bench import format_bench_data, run_bench_data
 
     result = run_bench_data(args.folder, workers=args.workers, clips=args.clips, num_videos=args.videos,
                             batch_size=args.batch_size, num_frames=args.frames, sampling_rate=args.sampling_rate,
                             crop_size=args.crop)
-    if args.out:
-        write_result(args.out, result)
-    print(json.dumps(result, indent=2) if args.json else format_bench_data(result))
-    return 0
+    return _report(args, result, format_bench_data)
 
 
 def _cmd_bench_synthetic(args: argparse.Namespace) -> int:
-    from .data.bench import format_bench_synthetic, run_bench_synthetic, write_result
+    from .data.bench import format_bench_synthetic, run_bench_synthetic
 
     result = run_bench_synthetic(clips=args.clips, attentions=args.attention, batch_size=args.batch_size,
                                  steps=args.steps)
-    if args.out:
-        write_result(args.out, result)
-    print(json.dumps(result, indent=2) if args.json else format_bench_synthetic(result))
-    return 0
+    return _report(args, result, format_bench_synthetic)
 
 
 def _cmd_make_synthetic(args: argparse.Namespace) -> int:
@@ -138,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--folder", default=None, help="mp4 files to read (default: generate Kinetics-like ones)")
     bench.add_argument("--videos", type=int, default=8, help="how many files to generate")
     bench.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    bench.add_argument("--clips", type=int, default=48, help="clips timed per worker count")
+    bench.add_argument("--clips", type=int, default=96, help="clips timed per worker count")
     bench.add_argument("--batch-size", type=int, default=8)
     bench.add_argument("--frames", type=int, default=8)
     bench.add_argument("--sampling-rate", type=int, default=32)
