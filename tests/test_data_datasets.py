@@ -65,6 +65,7 @@ def test_kinetics_annotations_space_comma_names_header_comments(tmp_path):
     ("a.mp4 0\nb.mp4 -1\n", r"b\.txt line 2: label -1 outside"),
     ("", r"b\.txt: no samples"),
     ("a.mp4 cat\nb.mp4 cow\n", r"b\.txt line 2: unknown class 'cow'"),
+    ("label,youtube_id,time_start,time_end,split\n", r"b\.txt line 1: expected 'path,label' \(2 fields\), got 5"),
 ])
 def test_kinetics_annotation_errors_name_file_and_line(tmp_path, text, match):
     ann = write(tmp_path / "b.txt", text)

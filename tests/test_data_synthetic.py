@@ -77,6 +77,16 @@ def test_motion_appearance_is_independent_of_the_class():
     assert np.ptp(means[:, 3:], axis=0).max() < 0.3  # object hue spread over the whole circle in every class
 
 
+def test_motion_classes_share_every_draw_but_the_deciding_motion():
+    """Forcing another class at the same index keeps background, distractor and object appearance."""
+    ds = SyntheticVideos("motion", 10, size=32)
+    for i in range(10):
+        a, b = ds.sample(i, label=0), ds.sample(i, label=6)  # moving right vs rotating clockwise
+        near = torch.nn.functional.max_pool2d((a.mask | b.mask).float()[:, None], 5, 1, 2)[:, 0] > 0
+        assert torch.equal(a.frames[~near], b.frames[~near])  # away from the two objects: the same pixels
+        assert np.allclose(object_colour(a), object_colour(b), atol=0.03)  # the same object colour
+
+
 def test_appearance_class_is_visible_in_every_frame():
     ds = SyntheticVideos("appearance", 60, size=32)
     for i in range(60):

@@ -260,6 +260,11 @@ def read_kinetics_annotations(path: PathLike, root: PathLike | None = None,
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if line.count(",") > 1:
+            raise AnnotationError(
+                f"{path} line {number}: expected 'path,label' (2 fields), got {line.count(',') + 1} comma-separated "
+                "fields; the official Kinetics CSV (label,youtube_id,time_start,time_end,split) lists YouTube ids, "
+                "write one 'path label' line per downloaded clip instead")
         fields = _split_line(line)
         if len(fields) != 2 or not fields[0] or not fields[1]:
             raise AnnotationError(f"{path} line {number}: expected 'path label' (space or comma separated), "
