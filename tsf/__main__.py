@@ -91,6 +91,59 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_data(args: argparse.Namespace) -> int:
+    from .data.check import check_files, dataset_paths
+    from .data.video import ClipSampling
+
+    paths = dataset_paths(args.annotations, args.root, format=args.format, labels=args.labels,
+                          extension=args.extension)
+    sampling = None
+    if args.frames is not None:
+        sampling = ClipSampling(num_frames=args.frames, sampling=args.sampling, sampling_rate=args.sampling_rate,
+                                target_fps=args.target_fps)
+    report = check_files(paths, sampling=sampling, full=args.full, isolate=not args.no_isolate,
+                         timeout=args.timeout)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return 1 if report.bad or (args.strict and report.short) else 0
+
+
+def _report(args: argparse.Namespace, result: dict, formatter: Callable[[dict], str]) -> int:
+    """Write a benchmark result to ``--out`` if asked, print it as a table or ``--json``."""
+    from .data.bench import write_result
+
+    if args.out:
+        write_result(args.out, result)
+    print(json.dumps(result, indent=2) if args.json else formatter(result))
+    return 0
+
+
+def _cmd_bench_data(args: argparse.Namespace) -> int:
+    from .data.bench import format_bench_data, run_bench_data
+
+    result = run_bench_data(args.folder, workers=args.workers, clips=args.clips, num_videos=args.videos,
+                            batch_size=args.batch_size, num_frames=args.frames, sampling_rate=args.sampling_rate,
+                            crop_size=args.crop)
+    return _report(args, result, format_bench_data)
+
+
+def _cmd_bench_synthetic(args: argparse.Namespace) -> int:
+    from .data.bench import format_bench_synthetic, run_bench_synthetic
+
+    result = run_bench_synthetic(clips=args.clips, attentions=args.attention, batch_size=args.batch_size,
+                                 steps=args.steps)
+    return _report(args, result, format_bench_synthetic)
+
+
+def _cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from .data.synthetic import make_synthetic
+
+    annotations = make_synthetic(args.task, args.out_dir, num=args.num, num_frames=args.frames, size=args.size,
+                                 seed=args.seed, split=args.split, fps=args.fps, source_frames=args.source_frames,
+                                 quality=args.quality)
+    print(f"wrote {args.num} videos; annotations: {annotations}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tsf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +182,59 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
                        help="continue from the newest checkpoint of the run folder, or from CHECKPOINT")
     train.set_defaults(func=_cmd_train)
+
+    check = sub.add_parser("check-data", help="scan a dataset for bad videos and report every one and why")
+    check.add_argument("annotations", help="Kinetics-style list, SSv2 JSON, or a folder with one folder per class")
+    check.add_argument("--root", default=None, help="folder the annotation paths are relative to (default: its folder)")
+    check.add_argument("--format", default="auto", choices=("auto", "kinetics", "ssv2", "folder"))
+    check.add_argument("--labels", default=None, help="SSv2 labels JSON (optional for checking)")
+    check.add_argument("--extension", default=".webm", help="SSv2 video extension (default .webm)")
+    check.add_argument("--frames", type=int, default=None, help="clip length: also report videos too short for it")
+    check.add_argument("--sampling", default="dense", choices=("dense", "segment"))
+    check.add_argument("--sampling-rate", type=int, default=32)
+    check.add_argument("--target-fps", type=float, default=30.0)
+    check.add_argument("--full", action="store_true", help="decode every frame (slower, finds more corruption)")
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds before a file counts as hanging the decoder")
+    check.add_argument("--no-isolate", action="store_true", help="probe in this process (faster start; a crash ends the scan)")
+    check.add_argument("--strict", action="store_true", help="exit non-zero for short videos too")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=_cmd_check_data)
+
+    bench = sub.add_parser("bench-data", help="DataLoader throughput: decoded training clips per second per worker count")
+    bench.add_argument("--folder", default=None, help="mp4 files to read (default: generate Kinetics-like ones)")
+    bench.add_argument("--videos", type=int, default=8, help="how many files to generate")
+    bench.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    bench.add_argument("--clips", type=int, default=96, help="clips timed per worker count")
+    bench.add_argument("--batch-size", type=int, default=8)
+    bench.add_argument("--frames", type=int, default=8)
+    bench.add_argument("--sampling-rate", type=int, default=32)
+    bench.add_argument("--crop", type=int, default=224)
+    bench.add_argument("--out", default=None, help="write the result JSON here")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=_cmd_bench_data)
+
+    bsyn = sub.add_parser("bench-synthetic", help="synthetic clip generation vs small-model training throughput")
+    bsyn.add_argument("--clips", type=int, default=500, help="clips generated per task")
+    bsyn.add_argument("--attention", nargs="+", default=list(ATTENTION_SCHEMES))
+    bsyn.add_argument("--batch-size", type=int, default=32)
+    bsyn.add_argument("--steps", type=int, default=5, help="timed training steps per scheme")
+    bsyn.add_argument("--out", default=None, help="write the result JSON here")
+    bsyn.add_argument("--json", action="store_true")
+    bsyn.set_defaults(func=_cmd_bench_synthetic)
+
+    make = sub.add_parser("make-synthetic", help="write a synthetic split as mp4 files + a Kinetics-style annotation file")
+    make.add_argument("task", choices=("appearance", "motion", "long_range"))
+    make.add_argument("out_dir")
+    make.add_argument("--num", type=int, default=100, help="number of videos")
+    make.add_argument("--frames", type=int, default=8, help="frames the model sees (sets the default video length)")
+    make.add_argument("--source-frames", type=int, default=None, help="frames per video (default: --frames; long_range 64)")
+    make.add_argument("--size", type=int, default=32)
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--split", default="train", choices=("train", "val", "test"))
+    make.add_argument("--fps", type=float, default=30.0)
+    make.add_argument("--quality", default="lossless", choices=("lossless", "high", "standard"),
+                      help="lossless: H.264 RGB crf 0 (bit-exact); high: yuv444p crf 10; standard: yuv420p crf 18")
+    make.set_defaults(func=_cmd_make_synthetic)
     return parser
 
 

@@ -1,0 +1,45 @@
+"""The benchmark commands run, and README.md shows what the committed results say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tsf.data.bench import (
+    bench_generation,
+    bench_loader,
+    bench_training,
+    format_bench_data,
+    format_bench_synthetic,
+    format_cue_visibility,
+    make_bench_videos,
+)
+
+from .test_readme import _block
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def test_bench_functions_run_on_small_inputs(tmp_path):
+    paths = make_bench_videos(tmp_path, 1, seconds=1.0, height=64, width=80)
+    rows = bench_loader(paths, workers=[0], clips=2, batch_size=2, num_frames=4, sampling_rate=2, crop_size=32)
+    assert rows[0]["workers"] == 0 and rows[0]["clips"] == 2 and rows[0]["batch_shape"] == [2, 3, 4, 32, 32]
+    assert bench_generation("motion", clips=5)["clips_per_s"] > 0
+    assert bench_training("divided", preset_name="tiny", batch_size=2, steps=1, warmup=1)["clips_per_s"] > 0
+
+
+def test_readme_data_numbers_come_from_the_committed_results():
+    data = json.loads((RESULTS / "bench_data.json").read_text())
+    synthetic = json.loads((RESULTS / "bench_synthetic.json").read_text())
+    for result in (data, synthetic):
+        assert {"date", "command", "machine"} <= set(result) and result["machine"]["versions"]["torch"]
+    assert data["command"].startswith("python -m tsf bench-data")
+    assert synthetic["command"].startswith("python -m tsf bench-synthetic")
+    assert _block("bench-data") == format_bench_data(data).strip()
+    assert _block("bench-synthetic") == format_bench_synthetic(synthetic).strip()
+    assert _block("cue-visibility") == format_cue_visibility(synthetic).strip()
+    readme = (ROOT / "README.md").read_text()
+    assert f"generates clips {synthetic['generation_over_fastest_training']:.0f}x faster" in readme
+    assert (f"about\n{data['machine']['load_average_1min']:.1f} and {synthetic['machine']['load_average_1min']:.1f}"
+            in readme)

@@ -1,0 +1,238 @@
+"""Datasets over real mp4 files: annotation formats, modes, and the bad-input policy."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tsf.data import (
+    AnnotationError,
+    BadVideoWarning,
+    ClipSampling,
+    EvalTransform,
+    FolderDataset,
+    KineticsDataset,
+    SSv2Dataset,
+    VideoError,
+    read_clip,
+    read_kinetics_annotations,
+    read_ssv2_annotations,
+    read_ssv2_labels,
+    scan_class_folders,
+)
+
+from .videogen import coded_video, corrupt_files, read_codes
+
+SMALL = dict(sampling=ClipSampling(num_frames=4, sampling_rate=4), crop_size=32, scale=(40, 48))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """root/{cat,dog}/*.mp4 (good), root/bad/*.mp4 (corrupt), root/short.mp4 (6 frames)."""
+    root = tmp_path_factory.mktemp("dataset")
+    good = [coded_video(root / "cat" / "c0.mp4", 60, 30, 48, 64), coded_video(root / "cat" / "c1.mp4", 45, 30, 48, 64),
+            coded_video(root / "dog" / "d0.mp4", 90, 60, 64, 48 * 2)]
+    bad = corrupt_files(root / "bad", good[0])
+    coded_video(root / "short.mp4", 6, 30, 48, 64)
+    return root, good, bad
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+# -- annotation formats -------------------------------------------------------------------
+
+
+def test_kinetics_annotations_space_comma_names_header_comments(tmp_path):
+    ann = write(tmp_path / "a.csv", "path,label\n# a comment\ncat/c0.mp4,cat\n\nmy videos/d 0.mp4 , dog\n")
+    samples, classes = read_kinetics_annotations(ann, root="/data")
+    assert classes == ["cat", "dog"]
+    assert samples == [("/data/cat/c0.mp4", 0), ("/data/my videos/d 0.mp4", 1)]
+    ints = write(tmp_path / "b.txt", "x.mp4 2\ny.mp4\t0\n")
+    samples, classes = read_kinetics_annotations(ints)
+    assert [s[1] for s in samples] == [2, 0] and classes == ["0", "1", "2"]
+    assert samples[0][0] == str(tmp_path / "x.mp4")  # relative to the file's folder by default
+
+
+@pytest.mark.parametrize("text, match", [
+    ("a.mp4 0\nlonely\n", r"b\.txt line 2: expected 'path label'"),
+    ("a.mp4 0\nb.mp4 -1\n", r"b\.txt line 2: label -1 outside"),
+    ("", r"b\.txt: no samples"),
+    ("a.mp4 cat\nb.mp4 cow\n", r"b\.txt line 2: unknown class 'cow'"),
+    ("label,youtube_id,time_start,time_end,split\n", r"b\.txt line 1: expected 'path,label' \(2 fields\), got 5"),
+])
+def test_kinetics_annotation_errors_name_file_and_line(tmp_path, text, match):
+    ann = write(tmp_path / "b.txt", text)
+    with pytest.raises(AnnotationError, match=match):
+        read_kinetics_annotations(ann, classes=["cat", "dog"] if "cat" in text else None)
+
+
+def test_ssv2_annotations_and_labels(tmp_path):
+    labels = write(tmp_path / "labels.json", json.dumps({"Pushing something from left to right": "1",
+                                                        "Pushing something from right to left": "0"}))
+    ann = write(tmp_path / "train.json", json.dumps([
+        {"id": "42", "label": "pushing a cup from left to right", "template": "Pushing [something] from left to right",
+         "placeholders": ["a cup"]},
+        {"id": "7", "label": "pushing a pen from right to left", "template": "Pushing [something] from right to left",
+         "placeholders": ["a pen"]},
+    ]))
+    assert read_ssv2_labels(labels) == ["Pushing something from right to left", "Pushing something from left to right"]
+    samples, classes = read_ssv2_annotations(ann, labels, root="/v", extension=".mp4")
+    assert samples == [("/v/42.mp4", 1), ("/v/7.mp4", 0)] and len(classes) == 2
+    test_split, _ = read_ssv2_annotations(write(tmp_path / "test.json", '[{"id": "3"}]'), None)
+    assert test_split[0][1] == -1
+
+
+@pytest.mark.parametrize("content, match", [
+    ('[{"id": "1", "template": "Nothing"}]', r"entry 0 \(id 1\): unknown class 'Nothing'"),
+    ('[{"id": "1", "template": "Pushing [something] from right to left"}, {"id": "2"}]', r"entry 1 \(id 2\): missing 'template'"),
+    ('[{"id": "1",\n "template": }]', r"a\.json line 2: invalid JSON"),
+    ('{"id": "1"}', r"expected a JSON list"),
+])
+def test_ssv2_annotation_errors(tmp_path, content, match):
+    labels = write(tmp_path / "labels.json", '{"Pushing something from right to left": 0}')
+    with pytest.raises(AnnotationError, match=match):
+        read_ssv2_annotations(write(tmp_path / "a.json", content), labels)
+
+
+def test_ssv2_labels_errors(tmp_path):
+    with pytest.raises(AnnotationError, match="class indices must be 0 ... 1"):
+        read_ssv2_labels(write(tmp_path / "l.json", '{"a": 0, "b": 2}'))
+    with pytest.raises(AnnotationError, match="non-integer index"):
+        read_ssv2_labels(write(tmp_path / "l.json", '{"a": "zero"}'))
+
+
+def test_folder_per_class(tree):
+    root, good, _ = tree
+    samples, classes = scan_class_folders(root)
+    assert classes == ["bad", "cat", "dog"]
+    assert (str(good[2]), 2) in samples
+    with pytest.raises(AnnotationError, match="no class folders"):
+        scan_class_folders(root / "cat")
+
+
+# -- modes ----------------------------------------------------------------------------------
+
+
+def kinetics(tree, tmp_path, lines, **kwargs):
+    root = tree[0]
+    ann = write(tmp_path / "ann.txt", "\n".join(lines) + "\n")
+    return KineticsDataset(ann, root, **{**SMALL, **kwargs})
+
+
+def test_train_mode_clip_label_and_reproducibility(tree, tmp_path):
+    ds = kinetics(tree, tmp_path, ["cat/c0.mp4 cat", "dog/d0.mp4 dog"])
+    clip, label = ds[1]
+    assert clip.shape == (3, 4, 32, 32) and clip.dtype == torch.float32 and label == 1
+    assert torch.equal(ds[1][0], clip)  # the same (seed, epoch, index): the same clip
+    ds.set_epoch(1)
+    assert not torch.equal(ds[1][0], clip)
+    other = kinetics(tree, tmp_path, ["cat/c0.mp4 cat", "dog/d0.mp4 dog"], seed=1)
+    assert not torch.equal(other[1][0], clip)
+
+
+def test_val_mode_is_the_middle_clip_centre_crop(tree, tmp_path):
+    ds = kinetics(tree, tmp_path, ["dog/d0.mp4 dog"], mode="val")
+    clip, label = ds[0]
+    raw = read_clip(tree[1][2], 4, sampling_rate=4, mode="test")
+    assert torch.equal(clip, EvalTransform(32, 1)(raw)[0])
+    assert read_codes(raw) == [29, 39, 49, 60]  # 60 fps: a window of 32 frames, starting at (90 - 32) / 2
+
+
+def test_test_mode_returns_all_views_with_the_index(tree, tmp_path):
+    ds = kinetics(tree, tmp_path, ["cat/c0.mp4 0", "dog/d0.mp4 1"], mode="test",
+                  sampling=ClipSampling(num_frames=4, sampling_rate=2, num_clips=2))
+    views, label, index = ds[1]
+    assert views.shape == (6, 3, 4, 32, 32) and label == 1 and index == 1  # 2 clips x 3 crops, clip-major
+    assert not torch.equal(views[0], views[3])  # another window
+    assert not torch.equal(views[0], views[2])  # another crop
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch[0].shape == (2, 6, 3, 4, 32, 32) and batch[2].tolist() == [0, 1]
+
+
+def test_ssv2_defaults_segment_sampling_and_no_flip(tree, tmp_path):
+    root = tree[0]
+    labels = write(tmp_path / "labels.json", '{"Moving something": 0}')
+    ann = write(tmp_path / "ssv2.json", '[{"id": "c0", "label": "moving a cat", "template": "Moving [something]", '
+                                        '"placeholders": ["a cat"]}]')
+    ds = SSv2Dataset(ann, labels, root / "cat", extension=".mp4", crop_size=32, scale=(40, 48))
+    assert ds.sampling.sampling == "segment" and ds.train_transform.flip is False
+    clip, label = ds[0]
+    assert clip.shape == (3, 8, 32, 32) and label == 0
+
+
+def test_folder_dataset_loads(tree):
+    ds = FolderDataset(tree[0], on_error="skip", **SMALL)
+    assert ds.classes == ["bad", "cat", "dog"]
+    with pytest.warns(BadVideoWarning):
+        clip, label = ds[0]  # bad/empty.mp4 -> the next usable video
+    assert label == 1 and clip.shape == (3, 4, 32, 32)
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def test_raise_policy_names_file_and_reason(tree, tmp_path):
+    ds = kinetics(tree, tmp_path, ["cat/c0.mp4 0", "bad/empty.mp4 0", "bad/random.mp4 0", "bad/truncated.mp4 0",
+                                   "cat/missing.mp4 0"])
+    reasons = {1: "empty file", 2: "cannot be opened", 3: "cannot be opened", 4: "missing"}
+    for index, reason in reasons.items():
+        with pytest.raises(VideoError, match=reason) as info:
+            ds[index]
+        assert info.value.path == ds.samples[index][0]
+
+
+def test_skip_policy_warns_counts_and_substitutes_the_next_good_sample(tree, tmp_path):
+    lines = ["cat/c0.mp4 0", "bad/empty.mp4 0", "bad/text.mp4 0", "dog/d0.mp4 1"]
+    ds = kinetics(tree, tmp_path, lines, on_error="skip")
+    with pytest.warns(BadVideoWarning) as caught:
+        clip, label = ds[1]
+    assert [str(w.message) for w in caught] == [
+        f"skipping {ds.samples[1][0]}: empty file (0 bytes)",
+        f"skipping {ds.samples[2][0]}: cannot be opened as a video (not a video, or truncated or corrupt: "
+        "Invalid data found when processing input)"]
+    assert label == 1 and torch.equal(clip, ds[3][0])  # sample 3 exactly: deterministic substitute
+    assert ds.skipped == 2 and ds.bad_indices == [1, 2]
+    assert "empty file" in ds.bad_reasons[ds.samples[1][0]]
+    ds_test = kinetics(tree, tmp_path, lines, on_error="skip", mode="test")
+    with pytest.warns(BadVideoWarning):
+        assert ds_test[2][2] == 3  # the index returned is the substitute's
+    every_bad = kinetics(tree, tmp_path, ["bad/empty.mp4 0", "bad/text.mp4 0"], on_error="skip")
+    with pytest.warns(BadVideoWarning), pytest.raises(VideoError, match="no usable video"):
+        every_bad[0]
+
+
+def test_short_videos_are_padded_and_counted_or_rejected(tree, tmp_path):
+    ds = kinetics(tree, tmp_path, ["short.mp4 0", "cat/c0.mp4 0"], mode="val")
+    ds[0], ds[1]
+    assert ds.padded == 1 and ds.log.short_indices() == [0]
+    strict = kinetics(tree, tmp_path, ["short.mp4 0", "cat/c0.mp4 0"], mode="val", on_short="error")
+    with pytest.raises(VideoError, match=r"shorter than the clip \(6 frames, the clip needs 16\)"):
+        strict[0]
+    skipping = kinetics(tree, tmp_path, ["short.mp4 0", "cat/c0.mp4 0"], mode="val", on_short="error", on_error="skip")
+    with pytest.warns(BadVideoWarning, match="shorter than the clip"):
+        skipping[0]
+    assert skipping.skipped == 1
+
+
+def test_counters_include_dataloader_workers(tree, tmp_path):
+    lines = ["cat/c0.mp4 0", "bad/empty.mp4 0", "short.mp4 0", "bad/random.mp4 0", "cat/c1.mp4 0", "dog/d0.mp4 1"]
+    ds = kinetics(tree, tmp_path, lines, on_error="skip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadVideoWarning)
+        batches = list(DataLoader(ds, batch_size=2, num_workers=2))
+    assert sum(b[0].shape[0] for b in batches) == 6
+    assert ds.skipped >= 2 and ds.bad_indices == [1, 3] and ds.padded >= 1
+
+
+def test_bad_arguments(tree, tmp_path):
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        kinetics(tree, tmp_path, ["cat/c0.mp4 0"], on_error="ignore")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        kinetics(tree, tmp_path, ["cat/c0.mp4 0"], mode="eval")

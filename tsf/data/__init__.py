@@ -1,0 +1,100 @@
+"""Video data for TimeSformer: decord clips with the authors' sampling, real datasets, synthetic tasks.
+
+* :mod:`tsf.data.video`: :func:`read_clip` and the pure sampling functions;
+* :mod:`tsf.data.transforms`: the authors' train / test transforms, in torch;
+* :mod:`tsf.data.datasets`: Kinetics-style, Something-Something-V2 and folder datasets, with
+  a policy for bad files;
+* :mod:`tsf.data.synthetic`: the appearance / motion / long-range study tasks;
+* :mod:`tsf.data.check`: the ``check-data`` scanner.
+"""
+
+from .check import CheckReport, FileCheck, check_files, check_video
+from .datasets import (
+    AnnotationError,
+    BadVideoWarning,
+    FolderDataset,
+    KineticsDataset,
+    SSv2Dataset,
+    VideoDataset,
+    read_kinetics_annotations,
+    read_ssv2_annotations,
+    read_ssv2_labels,
+    scan_class_folders,
+)
+from .synthetic import (
+    TASKS,
+    SyntheticSample,
+    SyntheticVideos,
+    cue_visibility,
+    make_synthetic,
+    mirror_pairs,
+    task_classes,
+)
+from .transforms import (
+    EvalTransform,
+    TrainTransform,
+    denormalize,
+    normalize,
+    random_crop,
+    random_short_side_resize,
+    short_side_resize,
+    spatial_crops,
+)
+from .video import (
+    ClipSampling,
+    FrameIndices,
+    VideoError,
+    VideoInfo,
+    decode_frames,
+    dense_indices,
+    load_clips,
+    probe_video,
+    read_clip,
+    read_clips,
+    segment_indices,
+    write_video,
+)
+
+__all__ = [
+    "AnnotationError",
+    "BadVideoWarning",
+    "CheckReport",
+    "ClipSampling",
+    "EvalTransform",
+    "FileCheck",
+    "FolderDataset",
+    "FrameIndices",
+    "KineticsDataset",
+    "SSv2Dataset",
+    "SyntheticSample",
+    "SyntheticVideos",
+    "TASKS",
+    "TrainTransform",
+    "VideoDataset",
+    "VideoError",
+    "VideoInfo",
+    "check_files",
+    "check_video",
+    "cue_visibility",
+    "decode_frames",
+    "denormalize",
+    "dense_indices",
+    "load_clips",
+    "make_synthetic",
+    "mirror_pairs",
+    "normalize",
+    "probe_video",
+    "random_crop",
+    "random_short_side_resize",
+    "read_clip",
+    "read_clips",
+    "read_kinetics_annotations",
+    "read_ssv2_annotations",
+    "read_ssv2_labels",
+    "scan_class_folders",
+    "segment_indices",
+    "short_side_resize",
+    "spatial_crops",
+    "task_classes",
+    "write_video",
+]

@@ -1,0 +1,188 @@
+"""Scan a dataset for bad videos before a long run (``python -m tsf check-data``).
+
+Every file is probed: it must exist, be non-empty and readable, open as a video (header
+and index), and decode its first, middle and last frames (every frame with
+``full=True``). Given the clip sampling, a video with fewer frames than a clip needs is
+reported as ``short`` (it would be padded by repeating its last frame).
+
+decord can crash (segfault) or hang on some corrupt files, which would take the whole
+scan with it. By default the probing runs in a separate worker process: a crash is
+reported as ``decoder crashed (signal N)``, a file that takes longer than ``timeout``
+seconds as ``decoder hung``, and the worker is restarted for the next file.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .datasets import read_kinetics_annotations, read_ssv2_annotations, scan_class_folders
+from .video import ClipSampling, PathLike, VideoError, decode_frames, probe_video
+
+FORMATS: tuple[str, ...] = ("auto", "kinetics", "ssv2", "folder")
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """The verdict on one file."""
+
+    path: str
+    status: str  # ok | short | bad
+    reason: str = ""
+    num_frames: int = 0
+    fps: float = 0.0
+    height: int = 0
+    width: int = 0
+
+
+def check_video(path: PathLike, sampling: ClipSampling | None = None, full: bool = False) -> FileCheck:
+    """Probe one file in this process (see the module docstring for what is checked)."""
+    try:
+        info = probe_video(path)
+        n = info.num_frames
+        if full:
+            for start in range(0, n, 64):
+                decode_frames(path, list(range(start, min(start + 64, n))))
+        else:
+            decode_frames(path, sorted({0, n // 2, n - 1}))
+    except VideoError as err:
+        return FileCheck(str(path), "bad", err.reason)
+    dims = dict(num_frames=n, fps=info.fps, height=info.height, width=info.width)
+    if sampling is not None and n < sampling.frames_needed(info.fps):
+        return FileCheck(str(path), "short", f"shorter than the clip ({n} frames, a clip needs "
+                                             f"{sampling.frames_needed(info.fps)}); padded with its last frame", **dims)
+    return FileCheck(str(path), "ok", **dims)
+
+
+Probe = Callable[[str, "ClipSampling | None", bool], FileCheck]
+
+
+def _serve(conn, probe: Probe) -> None:  # runs in the worker process
+    conn.send("ready")  # start-up (importing torch) does not count against a file's timeout
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        conn.send(probe(*job))
+
+
+class IsolatedProber:
+    """Runs ``probe`` in a worker process that survives neither crashes nor hangs of the decoder."""
+
+    def __init__(self, probe: Probe = check_video, timeout: float = 60.0) -> None:
+        self.probe = probe
+        self.timeout = timeout
+        self._ctx = multiprocessing.get_context("spawn")  # no torch / decord state inherited
+        self._process = None
+        self._conn = None
+
+    def _start(self) -> None:
+        self._conn, child = self._ctx.Pipe()
+        self._process = self._ctx.Process(target=_serve, args=(child, self.probe), daemon=True)
+        self._process.start()
+        child.close()
+        if not self._conn.poll(300) or self._conn.recv() != "ready":
+            raise RuntimeError("the check-data worker process did not start")
+
+    def _stop(self, kill: bool) -> int | None:
+        if self._process is None:
+            return None
+        if kill:
+            self._process.kill()
+        self._process.join(timeout=10)
+        code = self._process.exitcode
+        self._conn.close()
+        self._process = self._conn = None
+        return code
+
+    def __call__(self, path: str, sampling: ClipSampling | None = None, full: bool = False) -> FileCheck:
+        if self._process is None:
+            self._start()
+        self._conn.send((path, sampling, full))
+        try:
+            if self._conn.poll(self.timeout):
+                return self._conn.recv()
+        except EOFError:  # the worker died on this file
+            code = self._stop(kill=False)
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            return FileCheck(path, "bad", f"decoder crashed ({how})")
+        self._stop(kill=True)
+        return FileCheck(path, "bad", f"decoder hung (no answer in {self.timeout:g} s)")
+
+    def close(self) -> None:
+        if self._process is not None:
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self._stop(kill=False)
+
+    def __enter__(self) -> "IsolatedProber":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class CheckReport:
+    """Every file's verdict, in dataset order."""
+
+    files: list[FileCheck] = field(default_factory=list)
+
+    @property
+    def bad(self) -> list[FileCheck]:
+        return [f for f in self.files if f.status == "bad"]
+
+    @property
+    def short(self) -> list[FileCheck]:
+        return [f for f in self.files if f.status == "short"]
+
+    def to_dict(self) -> dict:
+        return {"checked": len(self.files), "ok": len(self.files) - len(self.bad) - len(self.short),
+                "bad": [asdict(f) for f in self.bad], "short": [asdict(f) for f in self.short]}
+
+    def format(self) -> str:
+        count = len(self.files)
+        lines = [f"checked {count} video{'' if count == 1 else 's'}: {len(self.bad)} bad, {len(self.short)} short"]
+        for title, group in (("bad", self.bad), ("short", self.short)):
+            if group:
+                lines.append(f"{title}:")
+                lines += [f"  {f.path}: {f.reason}" for f in group]
+        return "\n".join(lines)
+
+
+def check_files(paths: Sequence[PathLike], *, sampling: ClipSampling | None = None, full: bool = False,
+                isolate: bool = True, timeout: float = 60.0, probe: Probe = check_video,
+                progress: bool = True) -> CheckReport:
+    """Probe every file (with a progress bar), each in an isolated worker unless ``isolate=False``."""
+    from tqdm.auto import tqdm
+
+    report = CheckReport()
+    prober = IsolatedProber(probe, timeout) if isolate else probe
+    try:
+        for path in tqdm(paths, desc="checking videos", unit="video", disable=not progress):
+            report.files.append(prober(str(path), sampling, full))
+    finally:
+        if isolate:
+            prober.close()
+    return report
+
+
+def dataset_paths(annotations: PathLike, root: PathLike | None = None, *, format: str = "auto",
+                  labels: PathLike | None = None, extension: str = ".webm") -> list[str]:
+    """The video paths an annotation file (or a folder per class) lists, in order."""
+    annotations = Path(annotations)
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if format == "auto":
+        format = "folder" if annotations.is_dir() else "ssv2" if annotations.suffix.lower() == ".json" else "kinetics"
+    if format == "folder":
+        samples, _ = scan_class_folders(annotations)
+    elif format == "ssv2":
+        samples, _ = read_ssv2_annotations(annotations, labels, root, extension)
+    else:
+        samples, _ = read_kinetics_annotations(annotations, root)
+    return [path for path, _ in samples]

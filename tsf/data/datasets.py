@@ -1,0 +1,415 @@
+"""Video datasets: Kinetics-style lists, Something-Something-V2 JSON, a folder per class.
+
+Every dataset is a :class:`VideoDataset` over ``(path, label)`` pairs. It decodes with
+:mod:`tsf.data.video` and transforms with :mod:`tsf.data.transforms`:
+
+* ``mode="train"``: a random clip, scale jitter, random crop, flip (if ``flip``)
+  -> ``(clip (C, T, S, S), label)``;
+* ``mode="val"``: one view, the middle clip (or the start, see ``test_position``) and the
+  centre crop -> ``(clip (C, T, S, S), label)``;
+* ``mode="test"``: every view, ``num_clips`` windows x ``num_crops`` crops, clip-major
+  -> ``(views (V, C, T, S, S), label, index)``.
+
+Randomness is drawn from a generator seeded by ``(seed, epoch, index)``: a sample is the
+same whatever the number of DataLoader workers; call :meth:`VideoDataset.set_epoch` to get
+new clips each epoch.
+
+Bad input
+---------
+A missing, unreadable, empty, truncated or corrupt file is handled by ``on_error``:
+
+* ``"raise"``: a :class:`~tsf.data.video.VideoError` naming the file and the reason;
+* ``"skip"``: a :class:`BadVideoWarning`, the ``skipped`` counter goes up, the index is
+  remembered in ``bad_indices``, and the sample of the next usable index (``i + 1``,
+  ``i + 2``, ... wrapping around) is returned instead, so the substitute is deterministic.
+
+A video shorter than the clip is padded by repeating its last frame and counted in
+``padded`` (``on_short="pad"``, the authors' behaviour), or treated as bad input
+(``on_short="error"``). The counters live in shared memory, so they also count what
+DataLoader worker processes saw. Some corrupt files can crash or hang decord itself; run
+``python -m tsf check-data`` on a new dataset first: it probes every file in a separate
+process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import multiprocessing
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .transforms import EvalTransform, TrainTransform
+from .video import ClipSampling, LoadedClips, PathLike, VideoError, load_clips
+
+DATASET_MODES: tuple[str, ...] = ("train", "val", "test")
+ON_ERROR: tuple[str, ...] = ("raise", "skip")
+ON_SHORT: tuple[str, ...] = ("pad", "error")
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
+
+
+class BadVideoWarning(UserWarning):
+    """A video was skipped (``on_error="skip"``)."""
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file; the message names the file and the line or entry."""
+
+
+def seed_for(*keys: int) -> int:
+    """A 63-bit seed mixed from integers (SeedSequence), for per-sample generators."""
+    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(1, np.uint64)
+    return int(state[0]) & ((1 << 63) - 1)
+
+
+class BadInputLog:
+    """Counters and flags of bad input, in shared memory so DataLoader workers add to them."""
+
+    def __init__(self, num_samples: int) -> None:
+        self._skipped = multiprocessing.Value(ctypes.c_int64, 0)
+        self._padded = multiprocessing.Value(ctypes.c_int64, 0)
+        self._bad = multiprocessing.Array(ctypes.c_bool, max(num_samples, 1), lock=False)
+        self._short = multiprocessing.Array(ctypes.c_bool, max(num_samples, 1), lock=False)
+
+    def add_skip(self, index: int) -> None:
+        with self._skipped.get_lock():
+            self._skipped.value += 1
+        self._bad[index] = True
+
+    def add_padding(self, index: int) -> None:
+        with self._padded.get_lock():
+            self._padded.value += 1
+        self._short[index] = True
+
+    @property
+    def skipped(self) -> int:
+        return int(self._skipped.value)
+
+    @property
+    def padded(self) -> int:
+        return int(self._padded.value)
+
+    def is_bad(self, index: int) -> bool:
+        return bool(self._bad[index])
+
+    def bad_indices(self) -> list[int]:
+        return [i for i, flag in enumerate(self._bad) if flag]
+
+    def short_indices(self) -> list[int]:
+        return [i for i, flag in enumerate(self._short) if flag]
+
+
+class VideoDataset(Dataset):
+    """Clips from ``(path, label)`` pairs; see the module docstring for modes and bad input."""
+
+    def __init__(self, samples: Sequence[tuple[PathLike, int]], classes: Sequence[str], *,
+                 mode: str = "train", sampling: ClipSampling | None = None, crop_size: int = 224,
+                 scale: tuple[int, int] = (256, 320), flip: bool = True, num_crops: int = 3,
+                 decode_size: int | None = None, on_error: str = "raise", on_short: str = "pad",
+                 seed: int = 0, num_threads: int = 1) -> None:
+        for name, value, choices in (("mode", mode, DATASET_MODES), ("on_error", on_error, ON_ERROR),
+                                     ("on_short", on_short, ON_SHORT)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        self.samples: list[tuple[str, int]] = [(str(p), int(label)) for p, label in samples]
+        self.classes: list[str] = list(classes)
+        self.mode = mode
+        self.sampling = sampling or ClipSampling()
+        self.train_transform = TrainTransform(crop_size, scale[0], scale[1], flip)
+        self.eval_transform = EvalTransform(crop_size, num_crops if mode == "test" else 1)
+        self.decode_size = decode_size  # short side to decode at (resizing inside decord), None = the file's
+        self.on_error = on_error
+        self.on_short = on_short
+        self.seed = seed
+        self.epoch = 0
+        self.num_threads = num_threads
+        self.log = BadInputLog(len(self.samples))
+        self._reasons: dict[int, str] = {}  # why an index was bad, in this process
+
+    # -- bookkeeping -------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def skipped(self) -> int:
+        """How many times a bad video was replaced by a substitute (all processes)."""
+        return self.log.skipped
+
+    @property
+    def padded(self) -> int:
+        """How many clips were padded because their video was too short (all processes)."""
+        return self.log.padded
+
+    @property
+    def bad_indices(self) -> list[int]:
+        """Indices found unusable so far (all processes)."""
+        return self.log.bad_indices()
+
+    @property
+    def bad_reasons(self) -> dict[str, str]:
+        """path -> reason for the bad videos this process met."""
+        return {self.samples[i][0]: reason for i, reason in self._reasons.items()}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new random clips (train mode) for another epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({len(self)} videos, {self.num_classes} classes, mode={self.mode!r}, "
+                f"{self.sampling}, on_error={self.on_error!r})")
+
+    # -- loading -----------------------------------------------------------------------
+    def generator(self, index: int) -> torch.Generator:
+        """The generator of sample ``index`` in the current epoch."""
+        return torch.Generator().manual_seed(seed_for(self.seed, self.epoch, index))
+
+    def load(self, index: int, generator: torch.Generator | None = None) -> LoadedClips:
+        """The raw uint8 clips of sample ``index``; a :class:`VideoError` if it is unusable."""
+        path = self.samples[index][0]
+        if self.mode == "train":
+            sampling, mode = self.sampling, "train"
+        elif self.mode == "val":  # one view: the middle (or start) window
+            sampling, mode = dataclasses.replace(self.sampling, num_clips=1), "test"
+        else:
+            sampling, mode = self.sampling, "test"
+        clips = load_clips(path, sampling, mode=mode, size=self.decode_size, generator=generator,
+                           num_threads=self.num_threads)
+        if clips.padded:
+            if self.on_short == "error":
+                raise VideoError(path, f"shorter than the clip ({clips.num_video_frames} frames, the clip needs "
+                                       f"{sampling.frames_needed(clips.fps)})")
+            self.log.add_padding(index)
+        return clips
+
+    def _get(self, index: int) -> tuple:
+        generator = self.generator(index)
+        clips = self.load(index, generator).frames  # (K, T, H, W, C)
+        label = self.samples[index][1]
+        if self.mode == "train":
+            return self.train_transform(clips[0], generator), label
+        if self.mode == "val":
+            return self.eval_transform(clips[0])[0], label
+        views = torch.cat([self.eval_transform(clip) for clip in clips])  # (K * crops, C, T, S, S), clip-major
+        return views, label, index
+
+    def __getitem__(self, index: int) -> tuple:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} videos")
+        index %= len(self)
+        if self.on_error == "raise":
+            return self._get(index)
+        for step in range(len(self)):
+            j = (index + step) % len(self)
+            if j in self._reasons:  # known bad in this process
+                self.log.add_skip(j)
+                continue
+            try:
+                sample = self._get(j)
+            except VideoError as err:
+                self._reasons[j] = err.reason
+                self.log.add_skip(j)
+                warnings.warn(f"skipping {err.path}: {err.reason}", BadVideoWarning, stacklevel=2)
+                continue
+            if j != index and self.mode == "test":
+                sample = (*sample[:2], j)
+            return sample
+        raise VideoError(self.samples[index][0], f"no usable video in the dataset ({len(self)} tried)")
+
+
+# ---------------------------------------------------------------------------------------
+# annotation formats
+
+_HEADER_PATHS = {"path", "video", "video_path", "file", "filename", "youtube_id"}
+_HEADER_LABELS = {"label", "class", "class_name", "label_id", "classname"}
+
+
+def _split_line(line: str) -> list[str]:
+    """``path label`` or ``path,label``: split at the last comma, else the last whitespace."""
+    if "," in line:
+        head, _, tail = line.rpartition(",")
+        return [head.strip(), tail.strip()]
+    return line.rsplit(None, 1)
+
+
+def read_kinetics_annotations(path: PathLike, root: PathLike | None = None,
+                              classes: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """Parse a ``path label`` list (space or comma separated, ``#`` comments, an optional header).
+
+    Paths are relative to ``root`` (default: the file's folder). Labels are either all
+    integers (``classes`` defaults to ``"0" ... "K-1"``) or class names (``classes``
+    defaults to the sorted names found). Returns ``(samples, classes)``.
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"{path}: cannot read annotation file ({err})") from err
+    entries: list[tuple[int, str, str]] = []
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.count(",") > 1:
+            raise AnnotationError(
+                f"{path} line {number}: expected 'path,label' (2 fields), got {line.count(',') + 1} comma-separated "
+                "fields; the official Kinetics CSV (label,youtube_id,time_start,time_end,split) lists YouTube ids, "
+                "write one 'path label' line per downloaded clip instead")
+        fields = _split_line(line)
+        if len(fields) != 2 or not fields[0] or not fields[1]:
+            raise AnnotationError(f"{path} line {number}: expected 'path label' (space or comma separated), "
+                                  f"got {raw!r}")
+        if not entries and fields[0].lower() in _HEADER_PATHS and fields[1].lower() in _HEADER_LABELS:
+            continue  # a header line
+        entries.append((number, fields[0], fields[1]))
+    if not entries:
+        raise AnnotationError(f"{path}: no samples")
+
+    def as_int(text: str) -> int | None:
+        try:
+            return int(text)
+        except ValueError:
+            return None
+
+    numeric = all(as_int(label) is not None for _, _, label in entries)
+    if numeric and classes is None:
+        top = max(int(label) for _, _, label in entries)
+        classes = [str(k) for k in range(top + 1)]
+    elif classes is None:
+        classes = sorted({label for _, _, label in entries})
+    classes = list(classes)
+    index = {name: k for k, name in enumerate(classes)}
+    samples = []
+    for number, rel, label in entries:
+        if numeric:
+            k = int(label)
+            if not 0 <= k < len(classes):
+                raise AnnotationError(f"{path} line {number}: label {k} outside [0, {len(classes)})")
+        elif label in index:
+            k = index[label]
+        else:
+            raise AnnotationError(f"{path} line {number}: unknown class {label!r}")
+        samples.append((str(root / rel), k))
+    return samples, classes
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        raise AnnotationError(f"{path}: cannot read ({err})") from err
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from err
+
+
+def read_ssv2_labels(path: PathLike) -> list[str]:
+    """Something-Something-V2 ``labels.json`` (``{template: index}``, indices as ints or strings) -> class names by index."""
+    path = Path(path)
+    data = _load_json(path)
+    if not isinstance(data, dict) or not data:
+        raise AnnotationError(f"{path}: expected a JSON object {{class name: index}}")
+    by_index: dict[int, str] = {}
+    for name, value in data.items():
+        try:
+            k = int(value)
+        except (TypeError, ValueError):
+            raise AnnotationError(f"{path}: class {name!r} has a non-integer index {value!r}") from None
+        if k in by_index:
+            raise AnnotationError(f"{path}: index {k} is used by {by_index[k]!r} and {name!r}")
+        by_index[k] = name
+    if sorted(by_index) != list(range(len(by_index))):
+        raise AnnotationError(f"{path}: class indices must be 0 ... {len(by_index) - 1}")
+    return [by_index[k] for k in range(len(by_index))]
+
+
+def ssv2_class_name(template: str) -> str:
+    """The class of an SSv2 entry: its template without the brackets ("Pushing [something] left" -> "Pushing something left")."""
+    return template.replace("[", "").replace("]", "")
+
+
+def read_ssv2_annotations(path: PathLike, labels: PathLike | Sequence[str] | None, root: PathLike | None = None,
+                          extension: str = ".webm") -> tuple[list[tuple[str, int]], list[str]]:
+    """Parse SSv2 JSON annotations (a list of ``{"id", "label", "template", "placeholders"}``).
+
+    Videos are ``root/{id}{extension}``. ``labels`` is the labels JSON file (or the class
+    list); with ``labels=None`` (a test split without labels) every label is -1.
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    classes = read_ssv2_labels(labels) if isinstance(labels, (str, Path)) else list(labels or [])
+    index = {name: k for k, name in enumerate(classes)}
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise AnnotationError(f"{path}: expected a JSON list of {{'id', 'label', 'template', 'placeholders'}}")
+    if not data:
+        raise AnnotationError(f"{path}: no samples")
+    samples = []
+    for number, entry in enumerate(data):
+        if not isinstance(entry, dict) or "id" not in entry:
+            raise AnnotationError(f"{path} entry {number}: expected an object with an 'id', got {entry!r:.80}")
+        if labels is None:
+            k = -1
+        elif "template" not in entry:
+            raise AnnotationError(f"{path} entry {number} (id {entry['id']}): missing 'template'")
+        else:
+            name = ssv2_class_name(str(entry["template"]))
+            if name not in index:
+                raise AnnotationError(f"{path} entry {number} (id {entry['id']}): unknown class {name!r}")
+            k = index[name]
+        samples.append((str(root / f"{entry['id']}{extension}"), k))
+    return samples, classes
+
+
+def scan_class_folders(root: PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS
+                       ) -> tuple[list[tuple[str, int]], list[str]]:
+    """``root/CLASS/VIDEO``: one folder per class (sorted names), video files by extension."""
+    root = Path(root)
+    if not root.is_dir():
+        raise AnnotationError(f"{root}: not a folder")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise AnnotationError(f"{root}: no class folders")
+    wanted = {e.lower() for e in extensions}
+    samples = [(str(f), k) for k, name in enumerate(classes)
+               for f in sorted((root / name).iterdir()) if f.is_file() and f.suffix.lower() in wanted]
+    if not samples:
+        raise AnnotationError(f"{root}: no video files ({', '.join(sorted(wanted))}) in the class folders")
+    return samples, classes
+
+
+class KineticsDataset(VideoDataset):
+    """A Kinetics-style list (``path label`` per line) of videos under ``root``; dense sampling by default."""
+
+    def __init__(self, annotations: PathLike, root: PathLike | None = None, *,
+                 classes: Sequence[str] | None = None, **kwargs) -> None:
+        samples, classes = read_kinetics_annotations(annotations, root, classes)
+        super().__init__(samples, classes, **kwargs)
+
+
+class SSv2Dataset(VideoDataset):
+    """Something-Something-V2 JSON annotations; segment sampling and no flip by default (left/right is the label)."""
+
+    def __init__(self, annotations: PathLike, labels: PathLike | Sequence[str] | None, root: PathLike | None = None,
+                 *, extension: str = ".webm", **kwargs) -> None:
+        samples, classes = read_ssv2_annotations(annotations, labels, root, extension)
+        kwargs.setdefault("sampling", ClipSampling(num_frames=8, sampling="segment"))
+        kwargs.setdefault("flip", False)
+        super().__init__(samples, classes, **kwargs)
+
+
+class FolderDataset(VideoDataset):
+    """One folder per class under ``root``."""
+
+    def __init__(self, root: PathLike, *, extensions: Sequence[str] = VIDEO_EXTENSIONS, **kwargs) -> None:
+        samples, classes = scan_class_folders(root, extensions)
+        super().__init__(samples, classes, **kwargs)
