@@ -312,3 +312,35 @@ def test_score_models_returns_a_tidy_table():
         assert s["frames"] == 8 and 0 <= s["above_chance"] <= 1
     grad_rows = explain.score_models(models[:1], samples[:1], method="gradient", target=0, progress=False)
     assert len(grad_rows) == 4 and all(not math.isnan(r["share"]) for r in grad_rows)
+
+
+@pytest.mark.parametrize("attention", ATTENTION_SCHEMES)
+def test_random_maps_have_the_layout_the_model_records(attention):
+    model, video = model_and_clip(attention)
+    _, maps = explain.attention_maps(model, video)
+    fake = explain.random_maps(attention, maps[0][0].grid, depth=3, heads=2, batch=2)
+    for steps, fsteps in zip(maps, fake):
+        for s, f in zip(steps, fsteps):
+            assert (s.step, s.grouping, s.grid, s.cls) == (f.step, f.grouping, f.grid, f.cls)
+            assert [w.shape for w in s.weights] == [w.shape for w in f.weights]
+            assert all(torch.equal(a, b) for a, b in zip(s.groups, f.groups))
+    torch.testing.assert_close(explain.rollout_tokens(fake).sum(-1), torch.ones(2))
+
+
+def test_explain_bench_cli_writes_its_rows(tmp_path, capsys):
+    import json
+
+    from tsf.__main__ import main
+    from tsf.explain_bench import maps_bytes, run_rollout_benchmark
+
+    out = tmp_path / "speed.json"
+    assert main(["explain-bench", "--preset", "tiny", "--frames", "3", "--repeats", "1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [r["attention"] for r in data["rows"]] == list(ATTENTION_SCHEMES)
+    assert all(r["rollout_s"] > 0 and r["tokens"] == 1 + 3 * 16 for r in data["rows"])
+    assert "explain-bench" in data["meta"]["command"]
+    # the memory estimate is what random_maps allocates
+    maps = explain.random_maps("local_global", (3, 5, 4), depth=2, heads=3)
+    assert maps_bytes("local_global", (3, 5, 4), 2, 3) == sum(w.numel() * 4 for s in maps for st in s for w in st.weights)
+    (row,) = run_rollout_benchmark("base", [96], schemes=["joint"], max_gb=1)
+    assert "skipped" in row and "rollout_s" not in row

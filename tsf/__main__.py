@@ -53,6 +53,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain_bench(args: argparse.Namespace) -> int:
+    from .explain_bench import run_rollout_benchmark
+
+    rows = run_rollout_benchmark(args.preset, args.frames, schemes=args.attention or ATTENTION_SCHEMES,
+                                 max_gb=args.max_gb, repeats=args.repeats, out=args.out)
+    print(format_table([r for r in rows if "rollout_s" in r], [
+        ("attention", "attention", "s"), ("frames", "frames", "d"), ("tokens", "tokens", ",d"),
+        ("maps_gb", "maps GB", ".2f"), ("rollout_s", "rollout s", ".3f"),
+        ("by_layer_s", "all layers s", ".3f"), ("query_s", "query s", ".3f")]))
+    for r in rows:
+        if "skipped" in r:
+            print(f"skipped {r['attention']} at {r['frames']} frames: {r['skipped']}")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tsf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--views", type=int, default=3, help="views per video for the total (paper: 3)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cmd_info)
+
+    bench = sub.add_parser("explain-bench", help="time attention rollout on random maps of a preset's size")
+    bench.add_argument("--preset", default="base", choices=sorted(PRESETS))
+    bench.add_argument("--frames", type=int, nargs="+", default=[8, 96], help="frame counts to time")
+    bench.add_argument("--attention", nargs="+", default=None, help="schemes (default: all five)")
+    bench.add_argument("--max-gb", type=float, default=6.0, help="skip sizes whose maps need more memory")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs per size (the best is kept)")
+    bench.add_argument("--out", default=None, help="write the rows as JSON here")
+    bench.set_defaults(func=_cmd_explain_bench)
     return parser
 
 

@@ -665,3 +665,39 @@ def moving_square(frames: int, size: int, *, square: int | None = None, channels
         mask[t, y:y + side, x:x + side] = True
     pixels = torch.where(mask.unsqueeze(0), torch.full_like(pixels, 0.95), pixels)
     return (pixels - 0.45) / 0.225, mask
+
+
+# --------------------------------------------------------------------------------------
+# Random maps with a scheme's layout (timing without running a model)
+# --------------------------------------------------------------------------------------
+
+
+def random_maps(scheme: str, grid: Grid, *, depth: int = 12, heads: int = 12, batch: int = 1, seed: int = 0,
+                dtype: torch.dtype = torch.float32) -> AttentionMaps:
+    """Softmax-normalised random attention laid out exactly as ``model(video, return_attention=True)``
+    records it for ``scheme`` on ``grid`` (groups, buckets, cls slots), without running a model."""
+    from .attention import SCHEMES
+    from .config import canonical_attention
+
+    s = SCHEMES[canonical_attention(scheme)]
+    T, H, W = grid
+    g = torch.Generator().manual_seed(seed)
+
+    def weights(groups: Tensor, extra: int) -> Tensor:
+        G, L = groups.shape
+        logits = torch.randn(batch, G, heads, L + extra, L + extra, generator=g, dtype=dtype)
+        return logits.softmax(dim=-1)
+
+    blocks = []
+    for b in range(depth):
+        if s.per_frame:
+            frames = torch.arange(H * W).view(1, H * W) * T + torch.arange(T).view(T, 1)  # (T, N)
+            steps = (StepAttention(b, "main", "frame", grid, "per_group", (weights(frames, 1),), (frames,)),)
+        else:
+            steps = tuple(
+                StepAttention(b, step.name, step.grouping.name, grid, "none" if step.name != "main" else "shared",
+                              tuple(weights(p, 0 if step.name != "main" else 1) for p in step.grouping.partition(grid)),
+                              step.grouping.partition(grid))
+                for step in s.steps)
+        blocks.append(steps)
+    return tuple(blocks)
