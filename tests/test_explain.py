@@ -344,3 +344,16 @@ def test_explain_bench_cli_writes_its_rows(tmp_path, capsys):
     assert maps_bytes("local_global", (3, 5, 4), 2, 3) == sum(w.numel() * 4 for s in maps for st in s for w in st.weights)
     (row,) = run_rollout_benchmark("base", [96], schemes=["joint"], max_gb=1)
     assert "skipped" in row and "rollout_s" not in row
+
+
+def test_attention_scores_cli_writes_summary_rows_and_figure(tmp_path, capsys):
+    import json
+
+    from tsf.__main__ import main
+
+    out, fig = tmp_path / "scores.json", tmp_path / "scores.png"
+    assert main(["attention-scores", "--preset", "tiny", "--samples", "1", "--out", str(out), "--figure", str(fig)]) == 0
+    data = json.loads(out.read_text())
+    assert [r["model"] for r in data["summary"]] == list(ATTENTION_SCHEMES)
+    assert len(data["rows"]) == 5 * 4 and fig.stat().st_size > 1000
+    assert "lift" in capsys.readouterr().out

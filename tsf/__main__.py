@@ -54,19 +54,22 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain_bench(args: argparse.Namespace) -> int:
-    from .explain_bench import run_rollout_benchmark
+    from .explain_bench import run_rollout_benchmark, speed_table
 
     rows = run_rollout_benchmark(args.preset, args.frames, schemes=args.attention or ATTENTION_SCHEMES,
                                  max_gb=args.max_gb, repeats=args.repeats, out=args.out)
-    print(format_table([r for r in rows if "rollout_s" in r], [
-        ("attention", "attention", "s"), ("frames", "frames", "d"), ("tokens", "tokens", ",d"),
-        ("maps_gb", "maps GB", ".2f"), ("rollout_s", "rollout s", ".3f"),
-        ("by_layer_s", "all layers s", ".3f"), ("query_s", "query s", ".3f")]))
-    for r in rows:
-        if "skipped" in r:
-            print(f"skipped {r['attention']} at {r['frames']} frames: {r['skipped']}")
+    print(speed_table(rows))
     if args.out:
         print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_attention_scores(args: argparse.Namespace) -> int:
+    from .explain_bench import scores_table, untrained_scores
+
+    summary = untrained_scores(args.preset, samples=args.samples, seed=args.seed, method=args.method,
+                               out=args.out, figure=args.figure)
+    print(scores_table(summary))
     return 0
 
 
@@ -93,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per size (the best is kept)")
     bench.add_argument("--out", default=None, help="write the rows as JSON here")
     bench.set_defaults(func=_cmd_explain_bench)
+
+    scores = sub.add_parser("attention-scores",
+                            help="share of untrained models' attention maps on a toy clip's object vs chance")
+    scores.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    scores.add_argument("--samples", type=int, default=8, help="toy clips")
+    scores.add_argument("--seed", type=int, default=0)
+    scores.add_argument("--method", default="rollout", choices=["rollout", "raw", "gradient"])
+    scores.add_argument("--out", default=None, help="write the summary and rows as JSON here")
+    scores.add_argument("--figure", default=None, help="write the figure here")
+    scores.set_defaults(func=_cmd_attention_scores)
     return parser
 
 

@@ -71,7 +71,7 @@ def normalise_maps(maps, per: str = "clip") -> np.ndarray:
 def colorize(heat, cmap: str = "inferno") -> np.ndarray:
     """Values in [0, 1] ``(...)`` to RGB ``(..., 3)`` with a matplotlib colour map."""
     h = np.clip(_numpy(heat), 0.0, 1.0)
-    return matplotlib.colormaps[cmap](h)[..., :3]
+    return np.asarray(matplotlib.colormaps[cmap](h))[..., :3]
 
 
 def _at_resolution(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
