@@ -21,3 +21,16 @@ def test_readme_cost_table_is_what_info_prints():
     out = subprocess.run([sys.executable, "-m", "tsf", "info", "--all", "--preset", "base", "--num-classes", "174"],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
     assert _block("info-table") == out
+
+
+def test_readme_attention_tables_are_the_committed_results():
+    import json
+
+    from tsf.explain_bench import scores_table, speed_table
+
+    speed = json.loads((ROOT / "results" / "rollout_speed.json").read_text())
+    assert _block("rollout-speed") == speed_table(speed["rows"])
+    for method in ("rollout", "gradient"):
+        data = json.loads((ROOT / "results" / f"attention_scores_untrained_{method}.json").read_text())
+        assert _block(f"scores-{method}") == scores_table(data["summary"])
+        assert f"--method {method}" in data["meta"]["command"]

@@ -144,6 +144,26 @@ def _cmd_make_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain_bench(args: argparse.Namespace) -> int:
+    from .explain_bench import run_rollout_benchmark, speed_table
+
+    rows = run_rollout_benchmark(args.preset, args.frames, schemes=args.attention or ATTENTION_SCHEMES,
+                                 max_gb=args.max_gb, repeats=args.repeats, out=args.out)
+    print(speed_table(rows))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_attention_scores(args: argparse.Namespace) -> int:
+    from .explain_bench import scores_table, untrained_scores
+
+    summary = untrained_scores(args.preset, samples=args.samples, seed=args.seed, method=args.method,
+                               out=args.out, figure=args.figure)
+    print(scores_table(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tsf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,6 +255,25 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--quality", default="lossless", choices=("lossless", "high", "standard"),
                       help="lossless: H.264 RGB crf 0 (bit-exact); high: yuv444p crf 10; standard: yuv420p crf 18")
     make.set_defaults(func=_cmd_make_synthetic)
+
+    bench = sub.add_parser("explain-bench", help="time attention rollout on random maps of a preset's size")
+    bench.add_argument("--preset", default="base", choices=sorted(PRESETS))
+    bench.add_argument("--frames", type=int, nargs="+", default=[8, 96], help="frame counts to time")
+    bench.add_argument("--attention", nargs="+", default=None, help="schemes (default: all five)")
+    bench.add_argument("--max-gb", type=float, default=6.0, help="skip sizes whose maps need more memory")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs per size (the best is kept)")
+    bench.add_argument("--out", default=None, help="write the rows as JSON here")
+    bench.set_defaults(func=_cmd_explain_bench)
+
+    scores = sub.add_parser("attention-scores",
+                            help="share of untrained models' attention maps on a toy clip's object vs chance")
+    scores.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    scores.add_argument("--samples", type=int, default=8, help="toy clips")
+    scores.add_argument("--seed", type=int, default=0)
+    scores.add_argument("--method", default="rollout", choices=["rollout", "raw", "gradient"])
+    scores.add_argument("--out", default=None, help="write the summary and rows as JSON here")
+    scores.add_argument("--figure", default=None, help="write the figure here")
+    scores.set_defaults(func=_cmd_attention_scores)
     return parser
 
 
