@@ -123,6 +123,19 @@ def test_attention_record_structure(attention):
             assert s.cls == ("per_group" if attention == "space" else "none" if s.step != "main" else "shared")
 
 
+@pytest.mark.parametrize("attention", ATTENTION_SCHEMES)
+def test_recorded_weights_are_on_the_path_to_the_logits(attention):
+    """Gradient-weighted rollout differentiates the logits with respect to the recorded weights."""
+    cfg = tiny(attention, 20, 4, 3)
+    model = tsf.TimeSformer(cfg).eval()
+    randomise_zero_inits(model)
+    logits, maps = model(clip(cfg), return_attention=True)
+    weights = [w for steps in maps for s in steps for w in s.weights]
+    grads = torch.autograd.grad(logits[:, 0].sum(), weights)
+    assert all(g.shape == w.shape for g, w in zip(grads, weights))
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
 @pytest.mark.parametrize("attention,kinds", [
     ("joint", ["full"]), ("divided", ["time", "frame"]), ("local_global", ["local", "global"]),
     ("axial", ["time", "width", "height"])])

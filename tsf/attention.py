@@ -60,7 +60,12 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, need_weights: bool = False, batch: int = 1) -> tuple[Tensor, Tensor | None]:
+        """``need_weights``: also return the attention probabilities as ``(batch, G // batch, heads, L, L)``.
+
+        The returned tensor is the one multiplied with the values, so gradients reach it
+        (gradient-weighted rollout differentiates the output with respect to it).
+        """
         G, L, D = x.shape
         qkv = self.qkv(x).view(G, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (G, heads, L, head_dim)
@@ -68,8 +73,8 @@ class Attention(nn.Module):
         weights = None
         if need_weights:
             attn = (q * self.scale) @ k.transpose(-2, -1)  # (G, heads, L, L)
-            weights = attn.softmax(dim=-1)
-            out = F.dropout(weights, drop, self.training) @ v  # (G, heads, L, head_dim)
+            weights = attn.softmax(dim=-1).unflatten(0, (batch, G // batch))  # (B, G/B, heads, L, L)
+            out = F.dropout(weights.flatten(0, 1), drop, self.training) @ v  # (G, heads, L, head_dim)
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)  # (G, heads, L, head_dim)
         out = out.transpose(1, 2).reshape(G, L, D)

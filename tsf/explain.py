@@ -449,12 +449,6 @@ def attention_maps(model: nn.Module, video: Tensor) -> tuple[Tensor, AttentionMa
         return model(_batched(video), return_attention=True)
 
 
-def _graph_tensor(w: Tensor) -> Tensor:
-    # The model records each step's weights as a *view* made after they were used, so the
-    # view itself is not on the path to the logits; its base (the softmax output) is.
-    return w._base if w._base is not None else w
-
-
 def relevance(step: StepAttention, grads: Sequence[Tensor]) -> StepAttention:
     """``(dy/dA * A)^+`` per head: a step's relevance (Chefer et al.), same layout, detached."""
     weights = tuple((g * w).clamp(min=0).detach() for g, w in zip(grads, step.weights))
@@ -477,8 +471,8 @@ def relevance_maps(model: nn.Module, video: Tensor, target: Target = None
             raise ValueError(f"target must map logits {tuple(logits.shape)} to one score per clip, "
                              f"got shape {tuple(score.shape)}")
         flat = [w for steps in maps for s in steps for w in s.weights]
-        grads = torch.autograd.grad(score.sum(), [_graph_tensor(w) for w in flat], allow_unused=True)
-    grads = [torch.zeros_like(w) if g is None else g.reshape(w.shape) for g, w in zip(grads, flat)]
+        grads = torch.autograd.grad(score.sum(), flat, allow_unused=True)  # the recorded weights are on the path
+    grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, flat)]
     it = iter(grads)
     rel = tuple(tuple(relevance(s, [next(it) for _ in s.weights]) for s in steps) for steps in maps)
     detached = tuple(tuple(replace(s, weights=tuple(w.detach() for w in s.weights)) for s in steps)

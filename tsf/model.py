@@ -145,23 +145,27 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.drop_rate)
 
-    def forward(self, x: Tensor, grid: Grid, record: list[StepAttention] | None = None) -> Tensor:
+    def forward(self, x: Tensor, grid: Grid, record: list[StepAttention] | None = None,
+                record_batch: int | None = None) -> Tensor:
+        """``record``: a list to append every step's attention to, ``(record_batch, G, heads, L, L)``
+        per bucket (``record_batch`` defaults to the batch; Space passes its clips' count)."""
         need = record is not None
         cls, patches = x[:, :1], x[:, 1:]  # (B, 1, D), (B, HWT, D)
         B, _, D = x.shape
+        rb = record_batch or B
 
         for step in self.scheme.extra_steps:  # the cls sits these out
             norm, attn = getattr(self, f"{step.name}_norm1"), getattr(self, f"{step.name}_attn")
             fc = getattr(self, f"{step.name}_fc")
             outs, weights = [], []
             for part in step.grouping.split(norm(patches), grid):  # (B*G, L, D)
-                out, w = attn(part, need)
+                out, w = attn(part, need, rb)
                 outs.append(self.drop_path(out))  # per group, as the authors
                 weights.append(w)
             patches = patches + fc(step.grouping.merge(outs, grid))
             if need:
-                record.append(_record(step.name, step.grouping.name, grid, "none", weights,
-                                      step.grouping.partition(grid), B))
+                record.append(StepAttention(-1, step.name, step.grouping.name, grid, "none", tuple(weights),
+                                            step.grouping.partition(grid)))
 
         # The main step: the cls joins every group once; its outputs are averaged over groups.
         main = self.scheme.main
@@ -170,7 +174,7 @@ class Block(nn.Module):
         for part in main.split(self.norm1(patches), grid):  # (B*G, L, D)
             G = part.shape[0] // B
             cls_rep = cls_in.unsqueeze(1).expand(B, G, 1, D).reshape(B * G, 1, D)
-            out, w = self.attn(torch.cat([cls_rep, part], dim=1), need)  # (B*G, 1+L, D)
+            out, w = self.attn(torch.cat([cls_rep, part], dim=1), need, rb)  # (B*G, 1+L, D)
             out = self.drop_path(out)
             cls_sum = cls_sum + out[:, 0].view(B, G, D).sum(1)
             n_groups += G
@@ -179,16 +183,10 @@ class Block(nn.Module):
         cls = cls + (cls_sum / n_groups).unsqueeze(1)
         patches = patches + main.merge(outs, grid)
         if need:
-            record.append(_record("main", main.name, grid, "shared", weights, main.partition(grid), B))
+            record.append(StepAttention(-1, "main", main.name, grid, "shared", tuple(weights), main.partition(grid)))
 
         x = torch.cat([cls, patches], dim=1)
         return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
-def _record(step: str, grouping: str, grid: Grid, cls: str, weights: list[Tensor | None],
-            groups: tuple[Tensor, ...], batch: int) -> StepAttention:
-    shaped = tuple(w.view(batch, w.shape[0] // batch, *w.shape[1:]) for w in weights)  # (B, G, h, L, L)
-    return StepAttention(-1, step, grouping, grid, cls, shaped, groups)
 
 
 class TimeSformer(nn.Module):
@@ -312,9 +310,9 @@ class TimeSformer(nn.Module):
             if self.grad_checkpointing and self.training and steps is None and torch.is_grad_enabled():
                 x = checkpoint(block, x, grid, use_reentrant=False)
             else:
-                x = block(x, grid, steps)
+                x = block(x, grid, steps, B)
             if record is not None:
-                record.append([_relabel(s, i, B, (T, H, W), self.scheme.per_frame) for s in steps])
+                record.append([_relabel(s, i, (T, H, W), self.scheme.per_frame) for s in steps])
         cls = x[:, 0]
         if self.scheme.per_frame:
             cls = cls.view(B, T, -1).mean(dim=1)  # average the frames before the final norm
@@ -331,15 +329,14 @@ class TimeSformer(nn.Module):
         return logits, tuple(tuple(steps) for steps in record)
 
 
-def _relabel(s: StepAttention, block: int, batch: int, grid: Grid, per_frame: bool) -> StepAttention:
+def _relabel(s: StepAttention, block: int, grid: Grid, per_frame: bool) -> StepAttention:
     """Attach the block index; for Space, present the folded frames as groups of one clip."""
     if not per_frame:
         return StepAttention(block, s.step, s.grouping, s.grid, s.cls, s.weights, s.groups)
     T, H, W = grid
-    (w,) = s.weights  # (B*T, 1, heads, 1+N, 1+N)
-    weights = (w.view(batch, T, *w.shape[2:]),)  # (B, T, heads, 1+N, 1+N)
+    # the folded frames were recorded with batch B, so the weights are already (B, T, heads, 1+N, 1+N)
     frames = torch.arange(H * W).view(1, H * W) * T + torch.arange(T).view(T, 1)  # (T, N): p = n*T + t
-    return StepAttention(block, s.step, "frame", grid, "per_group", weights, (frames,))
+    return StepAttention(block, s.step, "frame", grid, "per_group", s.weights, (frames,))
 
 
 # --------------------------------------------------------------------------------------
