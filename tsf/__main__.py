@@ -6,8 +6,10 @@ Each command imports what it needs when it runs, so ``python -m tsf info`` stays
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from .config import ATTENTION_SCHEMES, PRESETS
@@ -164,6 +166,68 @@ def _cmd_attention_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_config_for(checkpoint: Path):
+    """The training config of the run a checkpoint belongs to (RUN/model or RUN/checkpoints/step-N)."""
+    from .train import TrainConfig
+
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        path = folder / "config.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            if {"model", "data", "optim"} <= set(data):
+                return TrainConfig.from_dict(data)
+    return None
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .train import evaluate
+    from .train.checkpoint import read_classes
+    from .train.config import DataConfig
+    from .train.data import build_datasets, video_dataset
+    from .weights import load_pretrained
+
+    checkpoint = Path(args.checkpoint)
+    model = load_pretrained(checkpoint)
+    run = _run_config_for(checkpoint)
+    if args.annotations:
+        data = DataConfig(kind=args.kind, val_annotations=args.annotations, root=args.root or "", labels=args.labels or "",
+                          sampling=args.sampling, sampling_rate=args.sampling_rate, test_clips=args.clips,
+                          on_error="skip" if args.skip_bad else "raise")
+        dataset = video_dataset(data, model.config, "val", "test")
+    elif run is not None:
+        if run.data.kind == "synthetic":
+            _, dataset = build_datasets(run)
+        else:
+            data = dataclasses.replace(run.data, test_clips=args.clips)
+            dataset = video_dataset(data, model.config, "val", "test")
+    else:
+        raise ValueError(f"{checkpoint}: not inside a training run; say which videos with --annotations")
+    if dataset is None:
+        raise ValueError("the run has no held-out split; give --annotations")
+    output = args.output or str(checkpoint / "eval.json")
+    scores = evaluate(model, dataset, batch_size=args.batch_size, num_workers=args.workers,
+                      classes=read_classes(checkpoint), output=output)
+    print(json.dumps({k: scores[k] for k in ("videos", "views_per_video", "top1", "top5", "clip_top1", "loss")},
+                     indent=2))
+    print(f"full report (per-class accuracy, confusion matrix): {output}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .train.predict import class_names, predict_videos
+    from .weights import load_pretrained
+
+    model = load_pretrained(args.checkpoint)
+    names = class_names(args.checkpoint, args.labels, model.config.num_classes)
+    results = predict_videos(model, args.videos, classes=names, topk=args.topk, num_clips=args.clips,
+                             num_crops=args.crops, sampling=args.sampling, sampling_rate=args.sampling_rate)
+    for r in results:
+        print(f"{r.path}  ({r.views} views)")
+        for rank, (name, p) in enumerate(r.top, 1):
+            print(f"  {rank}. {name:<40s} {p:6.1%}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tsf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +266,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
                        help="continue from the newest checkpoint of the run folder, or from CHECKPOINT")
     train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="accuracy of a checkpoint: clip and video level (3 crops x k clips)")
+    ev.add_argument("checkpoint", help="a model folder (RUN/model, RUN/checkpoints/step-N or any load_pretrained source)")
+    ev.add_argument("--annotations", help="videos to evaluate on (default: the run's held-out split)")
+    ev.add_argument("--kind", default="kinetics", choices=("kinetics", "ssv2", "folder"))
+    ev.add_argument("--root", help="folder the annotation paths are relative to")
+    ev.add_argument("--labels", help="SSv2 labels JSON")
+    ev.add_argument("--sampling", default="dense", choices=("dense", "segment"))
+    ev.add_argument("--sampling-rate", type=int, default=32)
+    ev.add_argument("--clips", type=int, default=1, help="temporal clips per video (x 3 spatial crops)")
+    ev.add_argument("--batch-size", type=int, default=4)
+    ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument("--skip-bad", action="store_true", help="skip unreadable videos (counted) instead of stopping")
+    ev.add_argument("--output", help="JSON report (default: CHECKPOINT/eval.json)")
+    ev.set_defaults(func=_cmd_eval)
+
+    pr = sub.add_parser("predict", help="top-5 classes of video files")
+    pr.add_argument("checkpoint")
+    pr.add_argument("videos", nargs="+")
+    pr.add_argument("--labels", help="class names: a JSON list/object or one name per line (default: the checkpoint's)")
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--clips", type=int, default=1, help="temporal clips (dense sampling)")
+    pr.add_argument("--crops", type=int, default=3, help="spatial crops")
+    pr.add_argument("--sampling", default="dense", choices=("dense", "segment"))
+    pr.add_argument("--sampling-rate", type=int, default=32)
+    pr.set_defaults(func=_cmd_predict)
 
     check = sub.add_parser("check-data", help="scan a dataset for bad videos and report every one and why")
     check.add_argument("annotations", help="Kinetics-style list, SSv2 JSON, or a folder with one folder per class")
@@ -283,6 +373,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from .data.video import VideoError  # imported here: decord is slow to import
+
+        if not isinstance(err, VideoError):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
 

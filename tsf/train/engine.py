@@ -322,6 +322,8 @@ def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_datase
             batch0 = start_batch if epoch == start_epoch else 0
             running = list(sums) if epoch == start_epoch else [0.0, 0.0, 0.0]
             sampler.set_epoch(epoch, batch0)
+            if hasattr(train_dataset, "set_epoch"):  # real video: new random clips every epoch
+                train_dataset.set_epoch(epoch)
             model.train()
             micro_total = steps_per_epoch * o.accum_steps
             bar = tqdm(total=micro_total, initial=batch0, desc=f"epoch {epoch + 1}/{o.epochs}",

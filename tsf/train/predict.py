@@ -1,0 +1,68 @@
+"""Predict the classes of real video files with the paper's test protocol."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import read_classes
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class name, probability), best first
+    views: int  # temporal clips x spatial crops whose logits were summed
+
+
+def read_label_file(path: str | Path) -> list[str]:
+    """Class names: a JSON list, a JSON object {name: index} (SSv2 style), or one name per line."""
+    text = Path(path).read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if isinstance(data, list):
+        return [str(x) for x in data]
+    if isinstance(data, dict):
+        return [name for name, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
+    raise ValueError(f"{path}: expected a list of class names, a {{name: index}} object, or one name per line")
+
+
+def class_names(checkpoint: str | Path | None, labels: str | Path | None, num_classes: int) -> list[str]:
+    names = read_label_file(labels) if labels else (read_classes(checkpoint) if checkpoint else None)
+    if names is None:
+        return [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{labels or checkpoint}: {len(names)} class names for a model with {num_classes} classes")
+    return names
+
+
+@torch.no_grad()
+def predict_videos(model: nn.Module, paths: list[str | Path], *, classes: list[str] | None = None, topk: int = 5,
+                   num_clips: int = 1, num_crops: int = 3, sampling: str = "dense", sampling_rate: int = 32,
+                   device: str | torch.device | None = None) -> list[Prediction]:
+    """Top-k classes of each video: ``num_clips`` x ``num_crops`` views, logits summed (the paper's protocol)."""
+    from ..data import ClipSampling, VideoDataset
+
+    cfg = model.config
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    names = classes or [str(i) for i in range(cfg.num_classes)]
+    spec = ClipSampling(num_frames=cfg.num_frames, sampling=sampling, sampling_rate=sampling_rate,
+                        num_clips=num_clips if sampling == "dense" else 1)
+    data = VideoDataset([(p, 0) for p in paths], names, mode="test", sampling=spec, crop_size=cfg.img_size,
+                        num_crops=num_crops, on_error="raise")
+    model.eval()
+    out = []
+    for i, path in enumerate(paths):
+        views, _, _ = data[i]  # (V, C, T, S, S)
+        logits = model(views.to(device)).float().sum(0)
+        probs = (logits / views.shape[0]).softmax(-1)
+        best = probs.topk(min(topk, probs.numel()))
+        out.append(Prediction(str(path), [(names[j], p) for p, j in zip(best.values.tolist(), best.indices.tolist())],
+                              views.shape[0]))
+    return out
