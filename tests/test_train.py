@@ -75,6 +75,7 @@ def test_warmup_then_cosine():
 def test_overrides_yaml_and_errors(tmp_path):
     cfg = apply_overrides(train_preset("scratch"), ["model.attention=joint", "optim.lr=3e-4", "data.task=appearance"])
     assert (cfg.model.attention, cfg.optim.lr, cfg.data.task) == ("joint", 3e-4, "appearance")
+    assert apply_overrides(cfg, {"data.source_frames": "64", "optim.clip_grad": "null"}).data.source_frames == 64
     cfg = apply_overrides(cfg, {"model.preset": "tiny"})
     assert cfg.model.embed_dim == 32 and cfg.model.attention == "joint"
     (tmp_path / "run.yaml").write_text("optim:\n  epochs: 3\n  batch_size: 8\nmodel:\n  attention: axial\nseed: 5\n")

@@ -209,7 +209,12 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any] | list[str]) 
 
 
 def _coerce(old: Any, new: Any, key: str) -> Any:
-    """Give ``new`` the type of the field's current value (YAML reads ``3e-4`` as a string)."""
+    """Give ``new`` the type of the field's current value (YAML reads ``3e-4`` as a string);
+    ``null`` sets ``None``, and a field that is ``None`` now reads a string value as YAML."""
+    if isinstance(new, str) and not isinstance(old, str):
+        parsed = yaml.safe_load(new) if new.strip() else None
+        if parsed is None or old is None:  # "null" turns a setting off; a None field takes any value
+            return parsed
     try:
         if isinstance(old, bool):
             if isinstance(new, str) and new.lower() in ("true", "false", "yes", "no", "1", "0"):

@@ -262,8 +262,8 @@ def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_datase
 
     torch.manual_seed(config.seed)
     if config.init:
-        model = load_pretrained(config.init, attention=config.model.attention, num_frames=config.model.num_frames,
-                                img_size=config.model.img_size, num_classes=config.model.num_classes)
+        # every field: what shapes cannot tell (heads, eps, dropout) comes from the config, the rest is checked
+        model = load_pretrained(config.init, **config.model.to_dict())
         model.train()
     else:
         model = TimeSformer(config.model)
