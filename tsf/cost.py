@@ -128,3 +128,44 @@ def cost_row(config: TimeSformerConfig, views: int = 3) -> dict[str, float | int
         "views": views,
         "tflops_all_views": macs * views / 1e12,
     }
+
+
+def training_memory_bytes(config: TimeSformerConfig, *, img_size: int | None = None, num_frames: int | None = None,
+                          batch: int = 1, bytes_per_float: int = 4, optimizer_floats: int = 1) -> dict[str, int]:
+    """An analytic estimate of one training step's memory with explicit (non-fused) attention.
+
+    What autograd keeps per clip, block by block (float32 unless ``bytes_per_float`` says
+    otherwise): every step's attention probabilities (softmax keeps its output, which the
+    product with the values needs too); per token and step its norm input and output, q, k,
+    v and the attention output (6 D floats), plus the input of an extra step's ``*_fc``
+    (D); per token the MLP's norm input and output, hidden pre- and post-GELU (2 + 2 x
+    mlp_ratio) D floats. Plus the largest step's pre-softmax scores, which exist while its
+    softmax runs, and the weights, their gradients and ``optimizer_floats`` more floats per
+    parameter (SGD with momentum: 1, as the authors; AdamW: 2). The paper's implementation
+    is of this kind (explicit softmax, no mixed precision); fused kernels keep no matrices.
+    """
+    scheme = SCHEMES[config.attention]
+    T, H, W = _view_grid(config, img_size, num_frames)
+    D, N = config.embed_dim, H * W
+    clips, grid = (T, (1, H, W)) if scheme.per_frame else (1, (T, H, W))
+    tokens = grid[0] * N
+    probs = peak_scores = activations = 0
+    for step in scheme.steps:
+        with_cls = step.name == "main"
+        elements = sum(b.shape[0] * (b.shape[1] + with_cls) ** 2 for b in step.grouping.partition(grid))
+        probs += config.num_heads * elements
+        peak_scores = max(peak_scores, config.num_heads * elements)
+        rows = sum(b.shape[0] * (b.shape[1] + with_cls) for b in step.grouping.partition(grid))
+        activations += rows * 6 * D + (0 if with_cls else tokens * D)
+    activations += (1 + tokens) * (2 + 2 * config.mlp_ratio) * D
+    per_clip = clips * (config.depth * (probs + activations) + peak_scores)
+    params = count_params(config)
+    out = {
+        "attention_probabilities": batch * clips * config.depth * probs * bytes_per_float,
+        "other_activations": batch * clips * config.depth * activations * bytes_per_float,
+        "transient_scores": batch * clips * peak_scores * bytes_per_float,
+        "weights_gradients_optimizer": params * (2 + optimizer_floats) * bytes_per_float,
+    }
+    assert sum(out.values()) == batch * per_clip * bytes_per_float + out["weights_gradients_optimizer"]
+    out["total"] = sum(out.values())
+    return out
