@@ -1,0 +1,87 @@
+"""Study presets: one training budget shared by every scheme, at three sizes.
+
+* ``smoke``: minutes for all notebooks; checks that everything runs, numbers mean little.
+* ``cpu``: the committed study, at most an hour on a 2-core machine (``make reproduce``).
+* ``gpu``: a larger model on larger clips, for a GPU.
+
+Within a preset every scheme, task and ablation gets the same model size, data, epochs and
+optimiser; nothing is tuned per scheme.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..config import preset as model_preset
+from ..train import OptimConfig, TrainConfig
+from .runs import synthetic_data
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    name: str
+    model: str  # model preset (tsf.config.PRESETS)
+    train_samples: int  # synthetic training clips
+    val_samples: int  # synthetic held-out clips
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    seeds: tuple[int, ...]  # Table 1's accuracies are means over these
+    ablation_seeds: tuple[int, ...]  # seeds of Table 4 and the clip-length study
+    frames_sweep: tuple[int, ...]  # clip lengths for the long-range study
+    source_frames: int  # frames of the underlying long-range videos
+    data_sweep: tuple[int, ...]  # training-set sizes for the data-size study
+    workers: int  # runs trained side by side (CPU), each with cores // workers threads
+    time_batch: int  # batch for the measured time per clip
+    time_repeats: int
+    explain_clips: int  # held-out clips scored in the attention study
+    pretrain_images: int  # still images for the ImageNet stand-in (0: every run trains from scratch)
+    pretrain_epochs: int
+
+    def with_seed(self, seed: int) -> "StudyPreset":
+        """The same preset with every seed shifted by ``seed`` (the notebooks' ``seed`` parameter)."""
+        return replace(self, seeds=tuple(seed + s for s in self.seeds),
+                       ablation_seeds=tuple(seed + s for s in self.ablation_seeds))
+
+    def train_config(self, task: str, attention: str, seed: int, *, train_samples: int | None = None,
+                     num_frames: int | None = None, pos_embed: str = "space_time", source_frames: int | None = None,
+                     epochs: int | None = None, init: str = "", data_seed: int = 0) -> TrainConfig:
+        """The one training recipe of the study, for a task, scheme and seed (``init``: weights to start from)."""
+        overrides = {"attention": attention, "pos_embed": pos_embed}
+        if num_frames is not None:
+            overrides["num_frames"] = num_frames
+        model = model_preset(self.model, **overrides)
+        data = synthetic_data(task, train_samples or self.train_samples, self.val_samples, seed=data_seed,
+                              source_frames=source_frames if task == "long_range" else None)
+        optim = OptimConfig(optimizer="adamw", lr=self.lr, weight_decay=self.weight_decay,
+                            warmup_epochs=self.warmup_epochs, epochs=epochs or self.epochs,
+                            batch_size=self.batch_size, clip_grad=1.0, schedule="cosine")
+        return TrainConfig(model=model, data=data, optim=optim, seed=seed, eval_every=0, log_every=10,
+                           output_dir="", init=init)
+
+
+STUDY_PRESETS: dict[str, StudyPreset] = {
+    "smoke": StudyPreset("smoke", model="tiny", train_samples=128, val_samples=64, epochs=2, batch_size=32, lr=1e-3,
+                         weight_decay=0.05, warmup_epochs=0.5, seeds=(0,), ablation_seeds=(0,), frames_sweep=(2, 4), source_frames=16,
+                         data_sweep=(64, 128), workers=1, time_batch=4, time_repeats=2, explain_clips=4,
+                         pretrain_images=256, pretrain_epochs=2),
+    "cpu": StudyPreset("cpu", model="small", train_samples=2048, val_samples=512, epochs=6, batch_size=32, lr=1e-3,
+                       weight_decay=0.05, warmup_epochs=1.0, seeds=(0, 1), ablation_seeds=(0,), frames_sweep=(2, 4, 8, 16),
+                       source_frames=64, data_sweep=(256, 512, 1024, 2048), workers=2, time_batch=16,
+                       time_repeats=10, explain_clips=64,
+                       pretrain_images=16384, pretrain_epochs=6),
+    "gpu": StudyPreset("gpu", model="medium", train_samples=16384, val_samples=2048, epochs=20, batch_size=64,
+                       lr=5e-4, weight_decay=0.05, warmup_epochs=2.0, seeds=(0, 1, 2), ablation_seeds=(0, 1, 2),
+                       frames_sweep=(4, 8, 16, 32),
+                       source_frames=128, data_sweep=(2048, 4096, 8192, 16384), workers=1, time_batch=64,
+                       time_repeats=20, explain_clips=256,
+                       pretrain_images=131072, pretrain_epochs=10),
+}
+
+
+def study_preset(name: str) -> StudyPreset:
+    if name not in STUDY_PRESETS:
+        raise ValueError(f"unknown study preset {name!r}; choose one of {sorted(STUDY_PRESETS)}")
+    return STUDY_PRESETS[name]

@@ -1,0 +1,91 @@
+"""The quickstart notebook's steps: a model and its cost, a short training run, predictions."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import torch
+
+from ..config import ATTENTION_SCHEMES, TimeSformerConfig
+from ..cost import cost_row
+from .presets import StudyPreset
+from .pretrain import image_model
+from .report import Output
+from .runs import RunRecord, Runs
+
+
+def model_card(config: TimeSformerConfig, views: int = 3) -> pd.DataFrame:
+    """Parameters and inference cost of ``config`` under every scheme (the row of ``config``'s first)."""
+    schemes = [config.attention] + [s for s in ATTENTION_SCHEMES if s != config.attention]
+    return pd.DataFrame([cost_row(config.replace(attention=s), views=views) for s in schemes])
+
+
+def train_motion_model(study: StudyPreset, runs: Runs, attention: str = "divided") -> RunRecord:
+    """A model trained on the motion task with the study's recipe: Table 1's run for seed 0, so
+    the schemes notebook reuses it."""
+    seed = study.seeds[0]
+    name = f"motion-{attention}-s{seed}"
+    config = study.train_config("motion", attention, seed, init=image_model(study, runs))
+    return runs.get({name: config}, desc="quickstart")[name]
+
+
+def plot_training(record: RunRecord, out: Output | None = None, name: str = "quickstart_training"):
+    """Loss and accuracy per logged step, with the held-out accuracy of the finished run."""
+    import matplotlib.pyplot as plt
+
+    lines = [json.loads(line) for line in (record.run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in lines if r["event"] == "step"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    a.plot([r["step"] for r in steps], [r["loss"] for r in steps])
+    a.set_xlabel("optimiser step")
+    a.set_ylabel("training loss")
+    b.plot([r["step"] for r in steps], [r["acc"] for r in steps], label="training batch")
+    b.axhline(record.scores["val_acc"], color="C1", ls="--", label="held-out, end of training")
+    b.axhline(record.scores["chance"], color="0.5", ls=":", label="chance")
+    b.set_xlabel("optimiser step")
+    b.set_ylabel("top-1")
+    b.legend(fontsize=8)
+    cfg = record.config
+    fig.suptitle(f"{cfg.model.attention} attention on the {cfg.data.task} task: {cfg.optim.epochs} epochs of "
+                 f"{cfg.data.train_samples} clips ({record.scores['train_seconds']:.0f} s)", fontsize=10)
+    fig.tight_layout()
+    if out is not None:
+        out.figure(name, fig)
+    return fig
+
+
+@torch.no_grad()
+def predict_examples(study: StudyPreset, record: RunRecord, out: Output | None = None, count: int = 6,
+                     name: str = "quickstart_predictions") -> pd.DataFrame:
+    """Top-3 predictions on held-out clips, with a strip of each clip's frames."""
+    import matplotlib.pyplot as plt
+
+    from ..data.synthetic import SyntheticVideos
+
+    model = record.load_model()
+    cfg = record.config
+    data = SyntheticVideos(cfg.data.task, count, num_frames=cfg.model.num_frames, size=cfg.model.img_size,
+                           seed=cfg.data.seed, split="val", source_frames=cfg.data.source_frames)
+    rows = []
+    fig, axes = plt.subplots(count, cfg.model.num_frames, figsize=(1.1 * cfg.model.num_frames, 1.25 * count),
+                             squeeze=False)
+    for i in range(count):
+        clip, label = data[i]
+        probs = model(clip[None]).softmax(-1)[0]
+        top = probs.topk(3)
+        guesses = [(data.classes[j], float(p)) for p, j in zip(top.values, top.indices)]
+        rows.append({"clip": i, "true": data.classes[label], "predicted": guesses[0][0], "p": guesses[0][1],
+                     "2nd": guesses[1][0], "3rd": guesses[2][0], "correct": guesses[0][0] == data.classes[label]})
+        frames = data.sample(i).frames
+        for t in range(cfg.model.num_frames):
+            ax = axes[i, t]
+            ax.imshow(frames[t].numpy())
+            ax.axis("off")
+        mark = "✓" if rows[-1]["correct"] else "✗"
+        axes[i, 0].set_title(f"{mark} true: {rows[-1]['true']}; predicted: {guesses[0][0]} ({guesses[0][1]:.0%})",
+                             fontsize=8, loc="left")
+    fig.tight_layout()
+    if out is not None:
+        out.figure(name, fig)
+    return pd.DataFrame(rows)

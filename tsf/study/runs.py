@@ -1,0 +1,157 @@
+"""Study runs: a cache of training runs shared by every notebook, run in parallel when asked.
+
+A run is identified by the hash of its training configuration (without the output folder
+or logging options), so two notebooks that need the same run (Table 1's divided model on
+the motion task is also Table 4's space-time row and the attention notebook's model) train
+it once. A run that was interrupted resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..train import TrainConfig, fit
+from ..train.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+_VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
+             "stop_after_steps")
+
+
+def config_key(config: TrainConfig) -> str:
+    """A short stable hash of what a run computes."""
+    data = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE}
+    data["data"] = {k: v for k, v in data["data"].items() if k != "num_workers"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run: its configuration, epoch history and final scores."""
+
+    name: str
+    config: TrainConfig
+    run_dir: Path
+    history: list[dict[str, Any]]
+    scores: dict[str, Any]  # val_acc, pair_acc (motion), train_acc, steps, train_seconds, ...
+
+    def load_model(self):
+        from ..weights import load_pretrained
+
+        return load_pretrained(self.run_dir / "model")
+
+
+def _score_file(run_dir: Path) -> Path:
+    return run_dir / "study.json"
+
+
+def _run_one(config_json: str, name: str, threads: int) -> str:
+    """Train one run (in this process or a worker) and write its study.json; returns the run dir."""
+    torch.set_num_threads(threads)
+    config = TrainConfig.from_dict(json.loads(config_json))
+    run_dir = Path(config.output_dir)
+    start = time.perf_counter()
+    result = fit(config, resume=True)
+    seconds = time.perf_counter() - start
+    scores = dict(result.final)
+    scores.pop("event", None)
+    scores.update(steps=result.steps, train_seconds=seconds, threads=threads)
+    from .metrics import held_out_scores
+
+    scores.update(held_out_scores(result.model, config))
+    _score_file(run_dir).write_text(json.dumps({"name": name, "scores": scores}, indent=2))
+    return str(run_dir)
+
+
+class Runs:
+    """The cache of study runs under ``root``. ``get`` returns finished runs, training the
+    missing ones (``workers`` at a time, each with ``cores // workers`` threads)."""
+
+    def __init__(self, root: str | Path, *, workers: int = 1, progress: bool = True) -> None:
+        self.root = Path(root)
+        self.workers = max(1, workers)
+        self.progress = progress
+
+    def path(self, name: str, config: TrainConfig) -> Path:
+        return self.root / f"{name}-{config_key(config)}"
+
+    def _record(self, name: str, config: TrainConfig) -> RunRecord | None:
+        run_dir = self.path(name, config)
+        score_file = _score_file(run_dir)
+        if not score_file.is_file():
+            return None
+        history = json.loads((run_dir / "result.json").read_text())["history"]
+        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        return RunRecord(name, saved, run_dir, history, json.loads(score_file.read_text())["scores"])
+
+    def get(self, runs: dict[str, TrainConfig], desc: str = "runs") -> dict[str, RunRecord]:
+        """Finished records for ``{name: config}``, training what is not cached yet."""
+        todo = {name: cfg for name, cfg in runs.items() if self._record(name, cfg) is None}
+        if todo:
+            cores = os.cpu_count() or 1
+            workers = min(self.workers, len(todo)) if not torch.cuda.is_available() else 1
+            threads = max(1, cores // workers)
+            jobs = {name: TrainConfig.from_dict({**cfg.to_dict(), "output_dir": str(self.path(name, cfg)),
+                                                 "progress": False}).to_json()
+                    for name, cfg in todo.items()}
+            bar = tqdm(total=len(jobs), desc=f"{desc}: training {len(jobs)} of {len(runs)}", unit="run",
+                       disable=not self.progress)
+            if workers == 1:
+                for name, cfg_json in jobs.items():
+                    bar.set_postfix_str(name)
+                    _run_one(cfg_json, name, threads)
+                    bar.update(1)
+            else:
+                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    futures = {pool.submit(_run_one, cfg_json, name, threads): name for name, cfg_json in jobs.items()}
+                    for future in as_completed(futures):
+                        future.result()  # re-raise a worker's error here, naming the run below
+                        bar.set_postfix_str(futures[future])
+                        bar.update(1)
+            bar.close()
+        out = {}
+        for name, cfg in runs.items():
+            record = self._record(name, cfg)
+            if record is None:
+                raise RuntimeError(f"run {name} finished without results in {self.path(name, cfg)}")
+            out[name] = record
+        return out
+
+
+def machine_label() -> str:
+    """What produced a figure: the GPU, or the CPU and its cores; torch version."""
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = _cpu_name() + f", {os.cpu_count()} cores"
+    return f"{device} · torch {torch.__version__.split('+')[0]}"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def synthetic_data(task: str, train_samples: int, val_samples: int, *, seed: int = 0,
+                   source_frames: int | None = None) -> DataConfig:
+    return DataConfig(kind="synthetic", task=task, train_samples=train_samples, val_samples=val_samples,
+                      seed=seed, source_frames=source_frames, flip=False)
