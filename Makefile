@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 PRESET  ?= cpu
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv test reproduce info lab clean
+.PHONY: venv test reproduce calibrate lab info clean
 
 venv: $(STAMP)
 
@@ -22,8 +22,18 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The study: every notebook through papermill into runs/reproduce-$(PRESET)/, tables,
+# figures and SUMMARY.md into figures/$(PRESET)/. PRESET=smoke takes about a minute.
 reproduce: $(STAMP)
-	$(PY) -m tsf info --all --preset base --num-classes 174
+	$(PY) -m tsf reproduce --preset $(PRESET)
+
+# The runs behind the study's set-up (figures/$(PRESET)/calibration.csv); about 15 min at cpu.
+calibrate: $(STAMP)
+	$(PY) -m tsf calibrate --preset $(PRESET)
+
+# JupyterLab on the notebooks, this environment as the kernel, loopback only, token required.
+lab: $(STAMP)
+	$(PY) -m jupyterlab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks --IdentityProvider.token="$$(openssl rand -hex 24 2>/dev/null || $(PY) -c 'import secrets; print(secrets.token_hex(24))')"
 
 info: $(STAMP)
 	$(PY) -m tsf info --all --preset base --num-classes 174

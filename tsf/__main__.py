@@ -228,6 +228,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import main as reproduce_main
+
+    return reproduce_main(args.preset, args.only, args.seed, args.run_dir, args.figures_dir)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .study import setup
+    from .study.calibration import calibrate
+    from .study.report import write_summary
+
+    study, runs, out = setup(args.preset, args.seed, args.figures_dir or "", args.runs_dir or "")
+    frame = calibrate(study, runs, out)
+    write_summary(out.folder)
+    print(frame.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tsf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -292,6 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--sampling", default="dense", choices=("dense", "segment"))
     pr.add_argument("--sampling-rate", type=int, default=32)
     pr.set_defaults(func=_cmd_predict)
+
+    rp = sub.add_parser("reproduce", help="run the study notebooks through papermill (what make reproduce does)")
+    rp.add_argument("--preset", default="cpu", help="smoke (minutes) | cpu (the committed study, <= 1 h on 2 cores) | gpu")
+    rp.add_argument("--only", nargs="+", metavar="NAME", help="some notebooks (a name or part of one, e.g. cost)")
+    rp.add_argument("--seed", type=int, default=0, help="first training seed")
+    rp.add_argument("--run-dir", help="executed notebooks and the run cache (default: runs/reproduce-PRESET)")
+    rp.add_argument("--figures-dir", help="tables, figures and SUMMARY.md (default: figures/PRESET)")
+    rp.set_defaults(func=_cmd_reproduce)
+
+    cal = sub.add_parser("calibrate", help="the runs behind the study's set-up: what the budget can learn")
+    cal.add_argument("--preset", default="cpu")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--runs-dir", help="run cache (default: runs/PRESET)")
+    cal.add_argument("--figures-dir", help="where calibration.csv goes (default: figures/PRESET)")
+    cal.set_defaults(func=_cmd_calibrate)
 
     check = sub.add_parser("check-data", help="scan a dataset for bad videos and report every one and why")
     check.add_argument("annotations", help="Kinetics-style list, SSv2 JSON, or a folder with one folder per class")

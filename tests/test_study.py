@@ -1,0 +1,67 @@
+"""Study building blocks: the mirror-pair metric, the run cache, summaries, calibration."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from tsf.study import setup
+from tsf.study.calibration import calibrate
+from tsf.study.metrics import pair_accuracy
+from tsf.study.presets import study_preset
+from tsf.study.report import Output, write_summary
+from tsf.study.runs import config_key
+
+
+def test_pair_accuracy_compares_each_class_with_its_twin_only():
+    pairs = [(0, 1), (2, 3)]
+    logits = torch.tensor([[2.0, 1.0, 9.0, 0.0],   # label 0: beats twin 1 (class 2 is irrelevant)
+                           [2.0, 1.0, 0.0, 0.0],   # label 1: loses to twin 0
+                           [0.0, 0.0, 1.0, 3.0],   # label 2: loses to twin 3
+                           [0.0, 9.0, 1.0, 3.0]])  # label 3: beats twin 2
+    assert pair_accuracy(logits, torch.tensor([0, 1, 2, 3]), pairs) == 0.5
+    assert pair_accuracy(logits[[0, 3]], torch.tensor([0, 3]), pairs) == 1.0
+    with pytest.raises(ValueError, match="mirror pair"):
+        pair_accuracy(logits[:1], torch.tensor([7]), pairs)
+
+
+def test_config_key_ignores_logging_but_not_what_a_run_computes():
+    study = study_preset("smoke")
+    a = study.train_config("motion", "divided", 0)
+    assert config_key(a) == config_key(a.__class__.from_dict({**a.to_dict(), "output_dir": "x", "progress": False}))
+    assert config_key(a) != config_key(study.train_config("motion", "divided", 1))
+    assert config_key(a) != config_key(study.train_config("motion", "joint", 0))
+    assert study.with_seed(5).seeds == (5,) and study_preset("cpu").with_seed(3).seeds == (3, 4)
+
+
+def test_runs_are_trained_once_and_reused(tmp_path):
+    study, runs, out = setup("smoke", 0, str(tmp_path / "figures"), str(tmp_path / "runs"), progress=False)
+    spec = {"one": study.train_config("appearance", "space", 0)}
+    first = runs.get(spec)["one"]
+    stamp = (first.run_dir / "study.json").stat().st_mtime_ns
+    again = runs.get(spec)["one"]
+    assert (again.run_dir / "study.json").stat().st_mtime_ns == stamp, "a cached run is not trained again"
+    assert again.scores == first.scores and {"val_acc", "chance", "steps", "train_seconds"} <= set(again.scores)
+    assert again.load_model().config == again.config.model
+
+
+def test_summary_gathers_sections_in_study_order(tmp_path):
+    out = Output.create(tmp_path, "smoke")
+    out.summary("cost", "Cost", [{"what": "a", "ours": "1", "paper": "1", "verdict": "yes"}])
+    out.summary("table1", "Table 1", [{"what": "b", "ours": "2", "paper": "3"}], note="a note")
+    text = write_summary(tmp_path).read_text()
+    assert text.index("## Table 1") < text.index("## Cost") and "a note" in text
+    assert "| a | 1 | 1 | yes |" in text and "| b | 2 | 3 |" in text
+
+
+def test_calibration_writes_its_evidence(tmp_path):
+    study, runs, out = setup("smoke", 0, str(tmp_path / "figures"), str(tmp_path / "runs"), progress=False)
+    frame = calibrate(study, runs, out)
+    assert set(frame.start) == {"scratch", "image model"} and len(frame) == 5
+    assert frame[frame.task == "motion"].pair_acc.between(0, 1).all()
+    saved = pd.read_csv(out.folder / "calibration.csv")
+    assert saved.run.tolist() == frame.run.tolist()
+    assert json.loads((out.folder / "calibration.summary.json").read_text())["lines"]
