@@ -166,6 +166,56 @@ def _cmd_attention_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+    import logging
+
+    import torch
+
+    from .bench import SUITES, find_case, format_results, merge_results, plot_memory_curves, plot_results, run_bench
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible here")
+    if args.memory_curves and device != "cuda":
+        raise ValueError("--memory-curves measures GPU memory (ViT-B/16 up to 96 frames, 560 px): it needs --device cuda")
+    cases = [find_case(name) for name in args.cases] if args.cases else list(SUITES["gpu" if device == "cuda" else "cpu"])
+    changes = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup), ("batch_size", args.batch_size),
+                                 ("threads", args.threads)) if v is not None}
+    if args.no_hf:
+        changes["hf"] = False
+    cases = [dc.replace(c, **changes) for c in cases]
+    if args.attention:
+        from .config import canonical_attention
+
+        wanted = [canonical_attention(a) for a in args.attention]
+        cases = [dc.replace(c, schemes=tuple(s for s in c.schemes if s in wanted)) for c in cases]
+        cases = [c for c in cases if c.schemes]
+        if not cases:
+            raise ValueError(f"no case has the schemes {wanted}")
+    if args.list:
+        for c in cases:
+            print(f"{c.name}: preset {c.preset}, {', '.join(c.schemes)}, {'/'.join(c.modes)}, batch "
+                  f"{c.batch_size or 'fill'}, {c.precision}{', compiled' if c.compile else ''}")
+        return 0
+    result = run_bench(cases, device=device, memory=not args.no_memory, memory_curves=args.memory_curves,
+                       progress=not args.json)
+    if args.out:
+        out = Path(args.out)
+        old = json.loads(out.read_text()) if out.is_file() else None
+        result = merge_results(old, result)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.figure:
+        plot_results(result, args.figure)
+        if result.get("memory_curves"):
+            figure = Path(args.figure)
+            plot_memory_curves(result["memory_curves"]["rows"], figure.with_name(figure.stem + "_memory.png"))
+    print(json.dumps(result, indent=2) if args.json else format_results(result))
+    return 0
+
+
 def _run_config_for(checkpoint: Path):
     """The training config of the run a checkpoint belongs to (RUN/model or RUN/checkpoints/step-N)."""
     from .train import TrainConfig
@@ -397,6 +447,24 @@ def build_parser() -> argparse.ArgumentParser:
     scores.add_argument("--out", default=None, help="write the summary and rows as JSON here")
     scores.add_argument("--figure", default=None, help="write the figure here")
     scores.set_defaults(func=_cmd_attention_scores)
+
+    bn = sub.add_parser("bench", help="our model beside Hugging Face's TimeSformer: clips/s, memory, FLOPs utilisation")
+    bn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bn.add_argument("--cases", nargs="+", metavar="NAME",
+                    help="cases to run (default: the device's suite; --list shows them)")
+    bn.add_argument("--attention", nargs="+", default=None, help="only these schemes")
+    bn.add_argument("--repeats", type=int, default=None, help="timed rounds (default: the case's)")
+    bn.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default: the case's)")
+    bn.add_argument("--batch-size", type=int, default=None, help="default: the case's (GPU: fill the card)")
+    bn.add_argument("--threads", type=int, default=None, help="CPU threads (default: the case's)")
+    bn.add_argument("--no-hf", action="store_true", help="time our model only")
+    bn.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    bn.add_argument("--memory-curves", action="store_true", help="GPU: peak memory against frames and crop")
+    bn.add_argument("--out", default=None, help="JSON file to write (cases of the same name in it are replaced)")
+    bn.add_argument("--figure", default=None, help="PNG of clips/s per case (and NAME_memory.png for the curves)")
+    bn.add_argument("--list", action="store_true", help="list the cases and exit")
+    bn.add_argument("--json", action="store_true")
+    bn.set_defaults(func=_cmd_bench)
     return parser
 
 
