@@ -199,8 +199,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"{c.name}: preset {c.preset}, {', '.join(c.schemes)}, {'/'.join(c.modes)}, batch "
                   f"{c.batch_size or 'fill'}, {c.precision}{', compiled' if c.compile else ''}")
         return 0
-    result = run_bench(cases, device=device, memory=not args.no_memory, memory_curves=args.memory_curves,
-                       progress=not args.json)
+    result = run_bench(cases, device=device, memory=not args.no_memory, with_memory_curves=args.memory_curves,
+                       progress=not args.json, command=["python", "-m", "tsf", *args.argv])
     if args.out:
         out = Path(args.out)
         old = json.loads(out.read_text()) if out.is_file() else None
@@ -470,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what the result files record
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -111,14 +111,22 @@ GPU_CASES: tuple[Case, ...] = tuple(
          precision="bf16", compile=compiled, warmup=3, repeats=10)
     for name in ("base", "hr", "large") for compiled in (False, True))
 
+# Not in a suite (a training step takes minutes on 2 cores): Joint over 96 x 224 clips, 18,817
+# tokens in one attention, which ran out of memory at 32 frames in the paper's implementation.
+LONG_CASES: tuple[Case, ...] = (
+    Case("large-joint-cpu", "large", schemes=("joint",), batch_size=1, modes=("train",), hf=False, warmup=0,
+         repeats=1),
+)
+
 SUITES: dict[str, tuple[Case, ...]] = {"cpu": CPU_CASES, "gpu": GPU_CASES}
 
 
 def find_case(name: str) -> Case:
-    for case in CPU_CASES + GPU_CASES:
+    cases = CPU_CASES + GPU_CASES + LONG_CASES
+    for case in cases:
         if case.name == name:
             return case
-    raise ValueError(f"unknown benchmark case {name!r}; choose from {[c.name for c in CPU_CASES + GPU_CASES]}")
+    raise ValueError(f"unknown benchmark case {name!r}; choose from {[c.name for c in cases]}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -334,31 +342,31 @@ def _is_oom(err: BaseException) -> bool:
 
 def fill_batch(config: TimeSformerConfig, models: dict[str, nn.Module], device: torch.device, precision: str,
                limit: int = 1024, share: float = 0.8) -> int:
-    """The largest power-of-two batch (at least 1) at which every model takes a training step
-    within ``share`` of the GPU's memory (the rest for the other models of the case)."""
+    """The largest power-of-two batch at which every model that fits one clip takes a training
+    step within ``share`` of the GPU's memory (the rest for the case's other models); 1 if none fits."""
     total = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
-    best, batch_size = 1, 1
-    while batch_size <= limit:
+
+    def fits(model: nn.Module, video: Tensor, labels: Tensor) -> bool:
         try:
-            data = clip_batch(config, batch_size, device)
             if total is not None:
                 torch.cuda.reset_peak_memory_stats(device)
-            for impl, model in models.items():
-                make_step(model, *data[impl], "train", precision=precision)()
-            if total is not None and torch.cuda.max_memory_allocated(device) > share * total:
-                break
-            best = batch_size
+            make_step(model, video, labels, "train", precision=precision)()
+            return total is None or torch.cuda.max_memory_allocated(device) <= share * total
         except RuntimeError as err:
             if not _is_oom(err):
                 raise
-            break
+            return False
         finally:
-            for model in models.values():
-                model.zero_grad(set_to_none=True)
+            model.zero_grad(set_to_none=True)
             if total is not None:
                 torch.cuda.empty_cache()
-        batch_size *= 2
-    return best
+
+    largest = {}
+    for impl, model in models.items():
+        batch_size, largest[impl] = 1, 0
+        while batch_size <= limit and fits(model, *clip_batch(config, batch_size, device)[impl]):
+            largest[impl], batch_size = batch_size, batch_size * 2
+    return min((b for b in largest.values() if b), default=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -370,7 +378,8 @@ def _load() -> float:
 
 
 def _memory_probe(case_json: str, scheme: str, batch_size: int) -> dict[str, int]:
-    """In a fresh process: the peak growth of one step of each model and mode (after a warm one)."""
+    """In a fresh process: the peak growth of one step of each model and mode (after a warm one,
+    unless the case has no warm-up: then the first step, optimiser state included)."""
     case = Case(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(case_json).items()})
     if case.threads:
         torch.set_num_threads(case.threads)
@@ -381,7 +390,8 @@ def _memory_probe(case_json: str, scheme: str, batch_size: int) -> dict[str, int
     for impl, model in models.items():
         for mode in case.modes:
             step = make_step(model, *data[impl], mode, precision=case.precision)
-            step()
+            if case.warmup:
+                step()
             out[f"{impl}/{mode}"] = cpu_peak_growth(step)
     return out
 
@@ -437,7 +447,8 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
                        "gmacs_per_clip": macs / 1e9}
                 step = make_step(runnable, *data[impl], mode, precision=case.precision)
                 try:
-                    step()  # the first call: compilation, allocator warm-up; a model that does not fit stops here
+                    if device.type == "cuda" or case.compile or case.warmup:
+                        step()  # compilation, allocator warm-up; a model that does not fit stops here
                     if memory and device.type == "cuda":
                         row["peak_memory_mb"] = cuda_peak_growth(step, device) / 2**20
                 except RuntimeError as err:
@@ -475,6 +486,8 @@ def device_info(device: torch.device | str) -> dict[str, Any]:
 
     info = machine_info()
     info.pop("load_average_1min", None)  # per case, start and end
+    info["environment"] = {k: v for k, v in sorted(os.environ.items())  # what changes threading and allocation
+                           if k.startswith(("OMP_", "MKL_", "KMP_", "MALLOC_", "LD_PRELOAD", "PYTORCH_", "CUDA_VISIBLE"))}
     with contextlib.suppress(ImportError):
         import transformers
 
@@ -499,19 +512,20 @@ def merge_results(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, 
 
 
 def run_bench(cases: Sequence[Case], *, device: str | torch.device = "cpu", memory: bool = True,
-              memory_curves: bool = False, progress: bool = True) -> dict[str, Any]:
+              with_memory_curves: bool = False, progress: bool = True,
+              command: Sequence[str] | None = None) -> dict[str, Any]:
     """Every case, one after the other, and on a GPU the memory curves if asked."""
     device = torch.device(device)
     result: dict[str, Any] = {"benchmark": "tsf bench", "device": device.type, "machine": device_info(device),
                               "cases": []}
     for case in cases:
         log.info("case %s", case.name)
-        result["cases"].append(run_case(case, device=device, memory=memory, progress=progress))
-    if memory_curves:
+        result["cases"].append(run_case(case, device=device, memory=memory, progress=progress, command=command))
+    if with_memory_curves:
         result["memory_curves"] = {
             "what": "peak torch.cuda.max_memory_allocated of a bf16-autocast forward + backward, batch 1, "
                     "ViT-B/16 (weights included, no optimiser)",
-            "rows": memory_curves(device=device)}
+            "rows": memory_curves(device=device, progress=progress)}
     return result
 
 
