@@ -176,11 +176,12 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
     common = ["--attention", "divided", "--repeats", "1", "--warmup", "0", "--batch-size", "2", "--no-memory",
               "--out", str(out), "--figure", str(figure)]
     assert main(["bench", "--cases", "small-train", *common]) == 0
-    assert main(["bench", "--cases", "small-train-1thread", *common]) == 0
+    assert main(["bench", "--cases", "small-train-1thread", "--note", "a test", *common]) == 0
     printed = capsys.readouterr().out
     assert "small-train-1thread  train  divided" in printed
     result = json.loads(out.read_text())
     assert [c["case"]["name"] for c in result["cases"]] == ["small-train", "small-train-1thread"]
+    assert "note" not in result["cases"][0] and result["cases"][1]["note"] == "a test"
     assert result["cases"][0]["command"].startswith("python -m tsf bench")
     assert result["machine"]["versions"]["transformers"] and figure.stat().st_size > 10_000
     assert bench.format_results(result) in printed

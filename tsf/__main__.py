@@ -201,6 +201,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     result = run_bench(cases, device=device, memory=not args.no_memory, with_memory_curves=args.memory_curves,
                        progress=not args.json, command=["python", "-m", "tsf", *args.argv])
+    if args.note:
+        for case in result["cases"]:
+            case["note"] = args.note
     if args.out:
         out = Path(args.out)
         old = json.loads(out.read_text()) if out.is_file() else None
@@ -462,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--memory-curves", action="store_true", help="GPU: peak memory against frames and crop")
     bn.add_argument("--out", default=None, help="JSON file to write (cases of the same name in it are replaced)")
     bn.add_argument("--figure", default=None, help="PNG of clips/s per case (and NAME_memory.png for the curves)")
+    bn.add_argument("--note", default=None, help="a line kept in the result file (e.g. what code was measured)")
     bn.add_argument("--list", action="store_true", help="list the cases and exit")
     bn.add_argument("--json", action="store_true")
     bn.set_defaults(func=_cmd_bench)

@@ -602,7 +602,8 @@ def _rate(row: dict[str, Any] | None) -> str:
         return "-"
     if row.get("oom"):
         return "out of memory"
-    return f"{row['clips_per_s']:.1f} ({row['clips_per_s_q1']:.1f}-{row['clips_per_s_q3']:.1f})"
+    digits = 1 if row["clips_per_s"] >= 100 else 2 if row["clips_per_s"] >= 1 else 3
+    return f"{row['clips_per_s']:.{digits}f} ({row['clips_per_s_q1']:.{digits}f}-{row['clips_per_s_q3']:.{digits}f})"
 
 
 def _mem(row: dict[str, Any] | None) -> str:
