@@ -37,3 +37,13 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make reproduce" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_lab_binds_to_loopback_with_a_token():
+    import subprocess
+
+    recipe = subprocess.run(["make", "-n", "lab"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    command = recipe.strip().splitlines()[-1]
+    assert "-m jupyterlab" in command and "--ip=127.0.0.1" in command
+    assert "--IdentityProvider.token=" in command and "token=''" not in command and 'token=""' not in command
+    assert "--ServerApp.root_dir=notebooks" in command
