@@ -37,3 +37,16 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make reproduce" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_lab_binds_to_loopback_with_a_token():
+    import subprocess
+
+    # --no-print-directory: under `make test` MAKELEVEL>0 and make would add "Leaving directory" lines.
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-s", "-n", "lab"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
+    command = next(line for line in recipe.splitlines() if "jupyterlab" in line)
+    assert "-m jupyterlab" in command and "--ip=127.0.0.1" in command
+    assert "--IdentityProvider.token=" in command and "token=''" not in command and 'token=""' not in command
+    assert "--ServerApp.root_dir=notebooks" in command

@@ -28,9 +28,22 @@ def test_readme_attention_tables_are_the_committed_results():
 
     from tsf.explain_bench import scores_table, speed_table
 
-    speed = json.loads((ROOT / "results" / "rollout_speed.json").read_text())
+    speed = json.loads((ROOT / "benchmarks" / "results" / "rollout_speed.json").read_text())
     assert _block("rollout-speed") == speed_table(speed["rows"])
     for method in ("rollout", "gradient"):
-        data = json.loads((ROOT / "results" / f"attention_scores_untrained_{method}.json").read_text())
+        data = json.loads((ROOT / "benchmarks" / "results" / f"attention_scores_untrained_{method}.json").read_text())
         assert _block(f"scores-{method}") == scores_table(data["summary"])
         assert f"--method {method}" in data["meta"]["command"]
+
+
+def test_readme_study_presets_are_the_code():
+    from tsf.__main__ import format_table
+    from tsf.study.presets import STUDY_PRESETS
+
+    rows = [{"preset": name, "model": p.model, "clips": p.train_samples, "epochs": p.epochs, "seeds": len(p.seeds),
+             "pretrain": p.pretrain_images, "frames": ", ".join(map(str, p.frames_sweep))}
+            for name, p in STUDY_PRESETS.items()]
+    table = format_table(rows, [("preset", "preset", "s"), ("model", "model", "s"), ("clips", "clips", "d"),
+                                ("epochs", "epochs", "d"), ("seeds", "seeds", "d"),
+                                ("pretrain", "pretraining images", "d"), ("frames", "frames (long-range)", "s")])
+    assert _block("study-presets") == table

@@ -35,6 +35,19 @@ def _pct(mean: float, std: float | None = None) -> str:
     return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std else "")
 
 
+def _task_columns(runs: pd.DataFrame, paper_row: dict[str, float]) -> dict[str, Any]:
+    """Mean and std of the held-out accuracy per task (and the motion pair accuracy) of some runs,
+    beside the paper's number for the dataset the task stands in for."""
+    row: dict[str, Any] = {}
+    for task, dataset in (("appearance", "k400"), ("motion", "ssv2")):
+        part = runs[runs.task == task]
+        row[f"{task}_acc"], row[f"{task}_acc_std"] = _mean_std(part.val_acc)
+        if task == "motion":
+            row["motion_pair_acc"], row["motion_pair_acc_std"] = _mean_std(part.pair_acc)
+        row[f"paper_{dataset}"] = paper_row[dataset]
+    return row
+
+
 def run_rows(records: dict[str, Any], **columns: Any) -> list[dict[str, Any]]:
     rows = []
     for name, record in records.items():
@@ -67,17 +80,11 @@ def table1(study: StudyPreset, runs: Runs, out: Output) -> pd.DataFrame:
     out.table("table1_runs", per_run)
     rows = []
     for scheme in ATTENTION_SCHEMES:
-        row: dict[str, Any] = {"scheme": scheme, "title": TITLES[scheme],
-                               "params_vit_b": count_params(preset("base", attention=scheme, num_classes=174)),
-                               "paper_params_m": paper.TABLE1[scheme]["params_m"],
-                               "params_study_model": count_params(preset(study.model, attention=scheme))}
-        for task, dataset in (("appearance", "k400"), ("motion", "ssv2")):
-            part = per_run[(per_run.scheme == scheme) & (per_run.task == task)]
-            row[f"{task}_acc"], row[f"{task}_acc_std"] = _mean_std(part.val_acc)
-            if task == "motion":
-                row["motion_pair_acc"], row["motion_pair_acc_std"] = _mean_std(part.pair_acc)
-            row[f"paper_{dataset}"] = paper.TABLE1[scheme][dataset]
-        rows.append(row)
+        rows.append({"scheme": scheme, "title": TITLES[scheme],
+                     "params_vit_b": count_params(preset("base", attention=scheme, num_classes=174)),
+                     "paper_params_m": paper.TABLE1[scheme]["params_m"],
+                     "params_study_model": count_params(preset(study.model, attention=scheme)),
+                     **_task_columns(per_run[per_run.scheme == scheme], paper.TABLE1[scheme])})
     table = pd.DataFrame(rows)
     out.table("table1", table)
     _plot_table1(table, per_run, study, out)
@@ -184,14 +191,8 @@ def table4(study: StudyPreset, runs: Runs, out: Output) -> pd.DataFrame:
     out.table("table4_runs", per_run)
     rows = []
     for pos in ("none", "space", "space_time"):
-        row: dict[str, Any] = {"pos_embed": pos, "title": POS_TITLES[pos]}
-        for task, dataset in (("appearance", "k400"), ("motion", "ssv2")):
-            part = per_run[(per_run.pos_embed == pos) & (per_run.task == task)]
-            row[f"{task}_acc"], row[f"{task}_acc_std"] = _mean_std(part.val_acc)
-            if task == "motion":
-                row["motion_pair_acc"], row["motion_pair_acc_std"] = _mean_std(part.pair_acc)
-            row[f"paper_{dataset}"] = paper.TABLE4[pos][dataset]
-        rows.append(row)
+        rows.append({"pos_embed": pos, "title": POS_TITLES[pos],
+                     **_task_columns(per_run[per_run.pos_embed == pos], paper.TABLE4[pos])})
     table = pd.DataFrame(rows)
     out.table("table4", table)
     _plot_grouped(table, "title", [("appearance_acc", "appearance top-1"), ("motion_acc", "motion top-1"),

@@ -119,7 +119,10 @@ class Runs:
                 with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                     futures = {pool.submit(_run_one, cfg_json, name, threads): name for name, cfg_json in jobs.items()}
                     for future in as_completed(futures):
-                        future.result()  # re-raise a worker's error here, naming the run below
+                        try:
+                            future.result()
+                        except Exception as err:  # a worker's error, with the run it belongs to
+                            raise RuntimeError(f"study run {futures[future]} failed: {err}") from err
                         bar.set_postfix_str(futures[future])
                         bar.update(1)
             bar.close()
