@@ -200,3 +200,36 @@ def test_readme_performance_table_is_the_committed_results():
     assert _block("bench-cpu") == bench.format_results(result)
     before = json.loads((RESULTS / "bench_cpu_before.json").read_text())
     assert _block("bench-cpu-before") == bench.format_results(before)
+    profile = json.loads((RESULTS / "profile_cpu_small_divided_train.json").read_text())
+    assert profile["command"].startswith("python -m tsf bench-profile")
+    assert _block("bench-profile") == bench.format_profile(profile)
+
+
+def test_op_families_sort_the_operators_that_matter():
+    assert bench.op_family("aten::addmm") == bench.op_family("aten::bmm") == "matmul"
+    assert bench.op_family("aten::_scaled_dot_product_flash_attention_for_cpu_backward") == "attention kernel"
+    assert bench.op_family("aten::native_layer_norm_backward") == "layer norm"
+    assert bench.op_family("aten::copy_") == "copies and reshapes"
+    assert bench.op_family("aten::something_new") == "other"
+
+
+def test_profile_reports_both_models_by_family(capsys):
+    result = bench.profile_steps("small-train", "divided_space_time", rounds=1, warmup=1, batch_size=2)
+    assert set(result["impls"]) == {"tsf", "hf"} and result["scheme"] == "divided"
+    for impl in result["impls"].values():
+        families = impl["self_ms_by_family"]
+        assert families["matmul"] > 0 and impl["self_ms_total"] == pytest.approx(sum(families.values()))
+        assert impl["top_ops"] == sorted(impl["top_ops"], key=lambda o: -o["self_ms"])
+    table = bench.format_profile(result)
+    assert "| matmul |" in table and table.splitlines()[0].endswith("| tsf | hf |")
+
+
+def test_cli_profile_writes_its_command(tmp_path, capsys):
+    from tsf.__main__ import main
+
+    out = tmp_path / "profile.json"
+    assert main(["bench-profile", "--attention", "joint", "--mode", "infer", "--rounds", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["scheme"] == "joint" and result["mode"] == "infer" and "date" in result
+    assert result["command"] == f"python -m tsf bench-profile --attention joint --mode infer --rounds 1 --out {out}"
+    assert "| joint infer step, batch 32 (ms) | tsf | hf |" in capsys.readouterr().out

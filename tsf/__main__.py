@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
+import shlex
 import sys
 from pathlib import Path
 from collections.abc import Callable, Sequence
@@ -216,6 +218,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             figure = Path(args.figure)
             plot_memory_curves(result["memory_curves"]["rows"], figure.with_name(figure.stem + "_memory.png"))
     print(json.dumps(result, indent=2) if args.json else format_results(result))
+    return 0
+
+
+def _cmd_bench_profile(args: argparse.Namespace) -> int:
+    from .bench import format_profile, profile_steps
+
+    result = profile_steps(args.case, args.attention, args.mode, rounds=args.rounds)
+    result["command"] = shlex.join(["python", "-m", "tsf", *args.argv])
+    result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if args.json else format_profile(result))
     return 0
 
 
@@ -469,6 +484,15 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--list", action="store_true", help="list the cases and exit")
     bn.add_argument("--json", action="store_true")
     bn.set_defaults(func=_cmd_bench)
+
+    bp = sub.add_parser("bench-profile", help="torch.profiler over training steps: where the time goes, ours and HF's")
+    bp.add_argument("--case", default="small-train", help="a bench case (python -m tsf bench --list)")
+    bp.add_argument("--attention", default="divided")
+    bp.add_argument("--mode", default="train", choices=("train", "infer"))
+    bp.add_argument("--rounds", type=int, default=5)
+    bp.add_argument("--out", default=None, help="write the result JSON here")
+    bp.add_argument("--json", action="store_true")
+    bp.set_defaults(func=_cmd_bench_profile)
     return parser
 
 
