@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
+import shlex
 import sys
 from pathlib import Path
 from collections.abc import Callable, Sequence
@@ -163,6 +165,72 @@ def _cmd_attention_scores(args: argparse.Namespace) -> int:
     summary = untrained_scores(args.preset, samples=args.samples, seed=args.seed, method=args.method,
                                out=args.out, figure=args.figure)
     print(scores_table(summary))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+    import logging
+
+    import torch
+
+    from .bench import SUITES, find_case, format_results, merge_results, plot_memory_curves, plot_results, run_bench
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible here")
+    if args.memory_curves and device != "cuda":
+        raise ValueError("--memory-curves measures GPU memory (ViT-B/16 up to 96 frames, 560 px): it needs --device cuda")
+    cases = [find_case(name) for name in args.cases] if args.cases else list(SUITES["gpu" if device == "cuda" else "cpu"])
+    changes = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup), ("batch_size", args.batch_size),
+                                 ("threads", args.threads)) if v is not None}
+    if args.no_hf:
+        changes["hf"] = False
+    cases = [dc.replace(c, **changes) for c in cases]
+    if args.attention:
+        from .config import canonical_attention
+
+        wanted = [canonical_attention(a) for a in args.attention]
+        cases = [dc.replace(c, schemes=tuple(s for s in c.schemes if s in wanted)) for c in cases]
+        cases = [c for c in cases if c.schemes]
+        if not cases:
+            raise ValueError(f"no case has the schemes {wanted}")
+    if args.list:
+        for c in cases:
+            print(f"{c.name}: preset {c.preset}, {', '.join(c.schemes)}, {'/'.join(c.modes)}, batch "
+                  f"{c.batch_size or 'fill'}, {c.precision}{', compiled' if c.compile else ''}")
+        return 0
+    result = run_bench(cases, device=device, memory=not args.no_memory, with_memory_curves=args.memory_curves,
+                       progress=not args.json, command=["python", "-m", "tsf", *args.argv])
+    if args.note:
+        for case in result["cases"]:
+            case["note"] = args.note
+    if args.out:
+        out = Path(args.out)
+        old = json.loads(out.read_text()) if out.is_file() else None
+        result = merge_results(old, result)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.figure:
+        plot_results(result, args.figure)
+        if result.get("memory_curves"):
+            figure = Path(args.figure)
+            plot_memory_curves(result["memory_curves"]["rows"], figure.with_name(figure.stem + "_memory.png"))
+    print(json.dumps(result, indent=2) if args.json else format_results(result))
+    return 0
+
+
+def _cmd_bench_profile(args: argparse.Namespace) -> int:
+    from .bench import format_profile, profile_steps
+
+    result = profile_steps(args.case, args.attention, args.mode, rounds=args.rounds)
+    result["command"] = shlex.join(["python", "-m", "tsf", *args.argv])
+    result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if args.json else format_profile(result))
     return 0
 
 
@@ -397,11 +465,40 @@ def build_parser() -> argparse.ArgumentParser:
     scores.add_argument("--out", default=None, help="write the summary and rows as JSON here")
     scores.add_argument("--figure", default=None, help="write the figure here")
     scores.set_defaults(func=_cmd_attention_scores)
+
+    bn = sub.add_parser("bench", help="our model beside Hugging Face's TimeSformer: clips/s, memory, FLOPs utilisation")
+    bn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bn.add_argument("--cases", nargs="+", metavar="NAME",
+                    help="cases to run (default: the device's suite; --list shows them)")
+    bn.add_argument("--attention", nargs="+", default=None, help="only these schemes")
+    bn.add_argument("--repeats", type=int, default=None, help="timed rounds (default: the case's)")
+    bn.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default: the case's)")
+    bn.add_argument("--batch-size", type=int, default=None, help="default: the case's (GPU: fill the card)")
+    bn.add_argument("--threads", type=int, default=None, help="CPU threads (default: the case's)")
+    bn.add_argument("--no-hf", action="store_true", help="time our model only")
+    bn.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    bn.add_argument("--memory-curves", action="store_true", help="GPU: peak memory against frames and crop")
+    bn.add_argument("--out", default=None, help="JSON file to write (cases of the same name in it are replaced)")
+    bn.add_argument("--figure", default=None, help="PNG of clips/s per case (and NAME_memory.png for the curves)")
+    bn.add_argument("--note", default=None, help="a line kept in the result file (e.g. what code was measured)")
+    bn.add_argument("--list", action="store_true", help="list the cases and exit")
+    bn.add_argument("--json", action="store_true")
+    bn.set_defaults(func=_cmd_bench)
+
+    bp = sub.add_parser("bench-profile", help="torch.profiler over training steps: where the time goes, ours and HF's")
+    bp.add_argument("--case", default="small-train", help="a bench case (python -m tsf bench --list)")
+    bp.add_argument("--attention", default="divided")
+    bp.add_argument("--mode", default="train", choices=("train", "infer"))
+    bp.add_argument("--rounds", type=int, default=5)
+    bp.add_argument("--out", default=None, help="write the result JSON here")
+    bp.add_argument("--json", action="store_true")
+    bp.set_defaults(func=_cmd_bench_profile)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what the result files record
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -66,6 +66,11 @@ class Attention(nn.Module):
         The returned tensor is the one multiplied with the values, so gradients reach it
         (gradient-weighted rollout differentiates the output with respect to it).
         """
+        out, weights = self.attend(x, need_weights, batch)
+        return self.proj_drop(self.proj(out)), weights
+
+    def attend(self, x: Tensor, need_weights: bool = False, batch: int = 1) -> tuple[Tensor, Tensor | None]:
+        """The heads' outputs side by side, before the output projection ``proj``: (G, L, D)."""
         G, L, D = x.shape
         qkv = self.qkv(x).view(G, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (G, heads, L, head_dim)
@@ -77,8 +82,7 @@ class Attention(nn.Module):
             out = F.dropout(weights.flatten(0, 1), drop, self.training) @ v  # (G, heads, L, head_dim)
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)  # (G, heads, L, head_dim)
-        out = out.transpose(1, 2).reshape(G, L, D)
-        return self.proj_drop(self.proj(out)), weights
+        return out.transpose(1, 2).reshape(G, L, D), weights
 
 
 # --------------------------------------------------------------------------------------
@@ -97,6 +101,7 @@ class Grouping:
     """
 
     name: str = ""
+    whole_clip: bool = False  # one group holding every token (Joint; Space on its one-frame clips)
 
     def split(self, x: Tensor, grid: Grid) -> list[Tensor]:
         raise NotImplementedError
@@ -106,6 +111,16 @@ class Grouping:
 
     def partition(self, grid: Grid) -> tuple[Tensor, ...]:
         return _partition_of(self, grid)
+
+    def split_with_cls(self, x: Tensor, cls: Tensor, grid: Grid) -> list[Tensor]:
+        """``split``, with ``cls`` ``(B, 1, D)`` first in every group: ``(B*G_k, 1 + L_k, D)`` per bucket."""
+        B, _, D = cls.shape
+        return [torch.cat([cls.expand(B, part.shape[0] // B, D).reshape(-1, 1, D), part], dim=1)
+                for part in self.split(x, grid)]
+
+    def merge_add(self, base: Tensor, parts: list[Tensor], grid: Grid) -> Tensor:
+        """``base + merge(parts)``: patch tokens ``(B, H*W*T, D)`` plus the groups' outputs."""
+        return base + self.merge(parts, grid)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -119,13 +134,23 @@ def _partition_of(grouping: Grouping, grid: Grid) -> tuple[Tensor, ...]:
 
 
 class PatternGrouping(Grouping):
-    """A grouping that is a pure reshape, written as an einops pattern (its own comment)."""
+    """A grouping that is a pure reshape: the axes that tell the groups apart (``group``) and
+    those that run within a group (``within``). ``pattern`` is its einops form (its own comment).
 
-    def __init__(self, name: str, pattern: str) -> None:
+    Besides ``split`` and ``merge`` it has strided *views*: ``grouped`` sees the tokens as
+    ``(B, *group axes, L, D)`` without a copy, so that putting the cls first in every group
+    and adding the groups' outputs back onto the tokens each take one pass over the memory.
+    """
+
+    def __init__(self, name: str, group: str, within: str) -> None:
         self.name = name
-        self.pattern = pattern
-        source, target = pattern.split("->")
-        self.inverse = f"{target.strip()} -> {source.strip()}"
+        self.group_axes = tuple(group.split())
+        groups = " ".join(("b",) + self.group_axes)
+        self.pattern = f"b (h w t) d -> ({groups}) ({within}) d"
+        self.inverse = f"({groups}) ({within}) d -> b (h w t) d"
+        self._grouped = f"b (h w t) d -> {groups} ({within}) d"  # a view: the within axes are adjacent, in order
+        self._ungrouped = f"{groups} ({within}) d -> b h w t d"  # a view back onto the token axes
+        self.whole_clip = not self.group_axes
 
     def split(self, x: Tensor, grid: Grid) -> list[Tensor]:
         T, H, W = grid
@@ -134,6 +159,25 @@ class PatternGrouping(Grouping):
     def merge(self, parts: list[Tensor], grid: Grid) -> Tensor:
         T, H, W = grid
         return rearrange(parts[0], self.inverse, t=T, h=H, w=W)
+
+    def grouped(self, x: Tensor, grid: Grid) -> Tensor:
+        """Patch tokens ``(B, H*W*T, D)`` as ``(B, *group axes, L, D)``, a view."""
+        T, H, W = grid
+        return rearrange(x, self._grouped, t=T, h=H, w=W)
+
+    def split_with_cls(self, x: Tensor, cls: Tensor, grid: Grid) -> list[Tensor]:
+        groups = self.grouped(x, grid)  # (B, *group axes, L, D), strided
+        B, D, n = groups.shape[0], groups.shape[-1], len(self.group_axes)
+        cls = cls.view(B, *(1,) * n, 1, D).expand(*groups.shape[:-2], 1, D)
+        return [torch.cat([cls, groups], dim=-2).flatten(0, n)]  # (B*G, 1+L, D)
+
+    def merge_add(self, base: Tensor, parts: list[Tensor], grid: Grid) -> Tensor:
+        T, H, W = grid
+        B, N, D = base.shape
+        sizes = {"t": T, "h": H, "w": W}
+        groups = parts[0].unflatten(0, (B, *(sizes[a] for a in self.group_axes)))  # may be a slice (no cls)
+        out = base.view(B, H, W, T, D) + rearrange(groups, self._ungrouped, **sizes)  # one pass
+        return out.view(B, N, D)
 
 
 class IndexGrouping(Grouping):
@@ -199,11 +243,11 @@ class GlobalLattice(IndexGrouping):
                 for ph, pw, pt in itertools.product(range(2), repeat=3)]
 
 
-FULL = PatternGrouping("full", "b (h w t) d -> b (h w t) d")  # one group: every token of the clip
-TIME = PatternGrouping("time", "b (h w t) d -> (b h w) t d")  # one group per location (h, w)
-FRAME = PatternGrouping("frame", "b (h w t) d -> (b t) (h w) d")  # one group per frame t
-WIDTH = PatternGrouping("width", "b (h w t) d -> (b t h) w d")  # one group per row (t, h)
-HEIGHT = PatternGrouping("height", "b (h w t) d -> (b t w) h d")  # one group per column (t, w)
+FULL = PatternGrouping("full", group="", within="h w t")  # one group: every token of the clip
+TIME = PatternGrouping("time", group="h w", within="t")  # one group per location (h, w)
+FRAME = PatternGrouping("frame", group="t", within="h w")  # one group per frame t
+WIDTH = PatternGrouping("width", group="t h", within="w")  # one group per row (t, h)
+HEIGHT = PatternGrouping("height", group="t w", within="h")  # one group per column (t, w)
 LOCAL = LocalWindows()
 GLOBAL = GlobalLattice()
 

@@ -145,43 +145,73 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.drop_rate)
 
+    # Where an extra step's output projection and its ``*_fc`` run back to back (nothing
+    # random between them), they are one linear map: ``fc(proj(o)) = o @ (W_fc W_proj)^T +
+    # (W_fc b_proj + b_fc)``. One token-sized product instead of two (and two instead of four
+    # backward), for a D x D x D one; the same function and gradients, to float rounding.
+    # It pays from about 2 D tokens at D = 768 and 4 D at D = 128 (2-core CPU, forward and
+    # training), so it runs from 4 D tokens: a training batch, not one ViT-B clip.
+    fuse_projections: bool = True
+
+    def _fused_projection(self, attn: Attention, fc: nn.Linear, rows: int) -> tuple[Tensor, Tensor] | None:
+        """The weight and bias of ``fc . attn.proj`` where fusing them pays (``rows`` tokens >= 4 D)."""
+        random_between = self.training and (self.drop_path.p > 0 or attn.proj_drop.p > 0)
+        if not self.fuse_projections or random_between or rows < 4 * fc.weight.shape[0]:
+            return None
+        # one matrix product for weight and bias: a separate matrix-vector product for the bias
+        # rounds differently with the memory alignment of the weights (MKL), and a loaded model
+        # would then not give the bit-exact logits of the one it was saved from
+        both = fc.weight @ torch.cat([attn.proj.weight, attn.proj.bias.unsqueeze(1)], dim=1)  # (D, D + 1)
+        return both[:, :-1], both[:, -1] + fc.bias
+
     def forward(self, x: Tensor, grid: Grid, record: list[StepAttention] | None = None,
                 record_batch: int | None = None) -> Tensor:
         """``record``: a list to append every step's attention to, ``(record_batch, G, heads, L, L)``
         per bucket (``record_batch`` defaults to the batch; Space passes its clips' count)."""
         need = record is not None
         cls, patches = x[:, :1], x[:, 1:]  # (B, 1, D), (B, HWT, D)
-        B, _, D = x.shape
+        B, N, D = patches.shape
         rb = record_batch or B
 
         for step in self.scheme.extra_steps:  # the cls sits these out
             norm, attn = getattr(self, f"{step.name}_norm1"), getattr(self, f"{step.name}_attn")
             fc = getattr(self, f"{step.name}_fc")
+            fused = self._fused_projection(attn, fc, B * N)
             outs, weights = [], []
             for part in step.grouping.split(norm(patches), grid):  # (B*G, L, D)
-                out, w = attn(part, need, rb)
-                outs.append(self.drop_path(out))  # per group, as the authors
+                if fused is not None:
+                    out, w = attn.attend(part, need, rb)
+                    out = F.linear(out, *fused)
+                else:
+                    out, w = attn(part, need, rb)
+                    out = fc(self.drop_path(out))  # drop path per group, as the authors; fc is per token
+                outs.append(out)
                 weights.append(w)
-            patches = patches + fc(step.grouping.merge(outs, grid))
+            patches = step.grouping.merge_add(patches, outs, grid)
             if need:
                 record.append(StepAttention(-1, step.name, step.grouping.name, grid, "none", tuple(weights),
                                             step.grouping.partition(grid)))
 
         # The main step: the cls joins every group once; its outputs are averaged over groups.
         main = self.scheme.main
-        cls_in = self.norm1(cls)  # (B, 1, D)
+        if main.whole_clip and not self.scheme.extra_steps:  # Joint, Space: x is the one group, cls first
+            out, w = self.attn(self.norm1(x), need, rb)  # (B, 1+HWT, D); nothing to average
+            x = x + self.drop_path(out)
+            if need:
+                record.append(StepAttention(-1, "main", main.name, grid, "shared", (w,), main.partition(grid)))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+
         outs, weights, cls_sum, n_groups = [], [], 0.0, 0
-        for part in main.split(self.norm1(patches), grid):  # (B*G, L, D)
+        for part in main.split_with_cls(self.norm1(patches), self.norm1(cls), grid):  # (B*G, 1+L, D)
             G = part.shape[0] // B
-            cls_rep = cls_in.unsqueeze(1).expand(B, G, 1, D).reshape(B * G, 1, D)
-            out, w = self.attn(torch.cat([cls_rep, part], dim=1), need, rb)  # (B*G, 1+L, D)
+            out, w = self.attn(part, need, rb)  # (B*G, 1+L, D)
             out = self.drop_path(out)
             cls_sum = cls_sum + out[:, 0].view(B, G, D).sum(1)
             n_groups += G
             outs.append(out[:, 1:])
             weights.append(w)
         cls = cls + (cls_sum / n_groups).unsqueeze(1)
-        patches = patches + main.merge(outs, grid)
+        patches = main.merge_add(patches, outs, grid)
         if need:
             record.append(StepAttention(-1, "main", main.name, grid, "shared", tuple(weights), main.partition(grid)))
 

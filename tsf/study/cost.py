@@ -170,36 +170,16 @@ def plot_time(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_
 def measure_gpu_memory(schemes: tuple[str, ...] = ATTENTION_SCHEMES, crops: tuple[int, ...] = paper.FIGURE3_CROPS,
                        frames: tuple[int, ...] = paper.FIGURE3_FRAMES, *, batch_size: int = 1,
                        training: bool = True) -> pd.DataFrame:
-    """Peak GPU memory of ViT-B/16 (bf16 autocast) per scheme over crops and frames; OOM recorded."""
+    """Peak GPU memory of ViT-B/16 (bf16 autocast) per scheme over crops and frames; OOM recorded.
+
+    The measurement is :func:`tsf.bench.memory_curves` (what ``python -m tsf bench
+    --memory-curves`` commits), as a table.
+    """
     if not torch.cuda.is_available():
         raise RuntimeError("measure_gpu_memory needs a CUDA GPU; use flops_curves' analytic memory instead")
-    rows: list[dict[str, Any]] = []
-    for scheme in schemes:
-        model = TimeSformer(preset("base", attention=scheme)).cuda()
-        for axis, values in (("crop", crops), ("frames", frames)):
-            for value in values:
-                T, S = (8, value) if axis == "crop" else (value, 224)
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
-                oom = False
-                try:
-                    x = torch.randn(batch_size, 3, T, S, S, device="cuda")
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        if training:
-                            model(x).float().sum().backward()
-                        else:
-                            with torch.no_grad():
-                                model(x)
-                    torch.cuda.synchronize()
-                except torch.OutOfMemoryError:
-                    oom = True
-                model.zero_grad(set_to_none=True)
-                rows.append({"scheme": scheme, "axis": axis, "value": value, "frames": T, "crop": S,
-                             "peak_gb": None if oom else torch.cuda.max_memory_allocated() / 1e9, "oom": oom,
-                             "training": training, "batch_size": batch_size,
-                             "gpu": torch.cuda.get_device_name(0)})
-        del model
-    return pd.DataFrame(rows)
+    from ..bench import memory_curves
+
+    return pd.DataFrame(memory_curves(schemes, crops, frames, batch_size=batch_size, training=training))
 
 
 def cost_summary(flops: pd.DataFrame, models: pd.DataFrame, timing: pd.DataFrame, out: Output) -> list[dict[str, Any]]:
