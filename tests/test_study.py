@@ -65,3 +65,11 @@ def test_calibration_writes_its_evidence(tmp_path):
     saved = pd.read_csv(out.folder / "calibration.csv")
     assert saved.run.tolist() == frame.run.tolist()
     assert json.loads((out.folder / "calibration.summary.json").read_text())["lines"]
+
+
+def test_table4_claim_needs_the_contrast_with_and_without_time():
+    from tsf.study.experiments import time_embedding_verdict
+
+    assert time_embedding_verdict(0.51, 0.72) == "yes"
+    assert time_embedding_verdict(0.62, 0.72) == "no"  # order-blind yet above chance: something is wrong
+    assert time_embedding_verdict(0.52, 0.51).startswith("not tested")
