@@ -111,3 +111,21 @@ def test_a_failing_notebook_is_named_with_its_cell_and_keeps_its_output(tmp_path
     assert any(o.get("output_type") == "error" for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert lines == ["[1/1] 03_cost: running at preset smoke ..."]
     shutil.rmtree(tmp_path / "run")
+
+
+def test_the_committed_cpu_study_is_a_complete_run_within_the_hour():
+    """figures/cpu/ comes from one `make reproduce` run of every notebook; README states its time."""
+    from tsf.reproduce import timing_table
+
+    from .test_readme import _block
+
+    folder = ROOT / "figures" / "cpu"
+    timing = json.loads((folder / "reproduce.json").read_text())
+    assert timing["command"] == "python -m tsf reproduce --preset cpu" and timing["preset"] == "cpu"
+    assert tuple(timing["notebooks"]) == NOTEBOOKS
+    assert timing["total_seconds"] <= 3600, "the cpu preset must finish within an hour on the 2-core machine"
+    assert _block("reproduce-time") == timing_table(timing)
+    summary = (folder / "SUMMARY.md").read_text()
+    assert "Preset `cpu`" in summary and "## Table 1" in summary
+    for name in ("table1.csv", "table4.csv", "cost_flops.png", "calibration.csv", "order_control.csv"):
+        assert (folder / name).is_file(), name

@@ -148,6 +148,16 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     return done
 
 
+def timing_table(timing: dict[str, Any]) -> str:
+    """``reproduce.json`` as the README's table: minutes per notebook and in all, with where it ran."""
+    width = max(len(name) for name in timing["notebooks"])
+    lines = [f"{'notebook':<{width}}  time", f"{'-' * width}  -------"]
+    lines += [f"{name:<{width}}  {_fmt(seconds):>7}" for name, seconds in timing["notebooks"].items()]
+    lines.append(f"{'all':<{width}}  {_fmt(timing['total_seconds']):>7}")
+    lines.append(f"`{timing['command']}` on {timing['machine']}, {timing['date']}")
+    return "\n".join(lines)
+
+
 def main(preset: str, only: Sequence[str] | None, seed: int, run_dir: str | None, figures_dir: str | None) -> int:
     try:
         reproduce(preset, only, seed=seed, run_dir=run_dir, figures_dir=figures_dir)
