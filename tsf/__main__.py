@@ -207,11 +207,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for case in result["cases"]:
             case["note"] = args.note
     if args.out:
+        from .data.bench import write_result
+
         out = Path(args.out)
-        old = json.loads(out.read_text()) if out.is_file() else None
-        result = merge_results(old, result)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        result = merge_results(json.loads(out.read_text()) if out.is_file() else None, result)
+        write_result(out, result)
     if args.figure:
         plot_results(result, args.figure)
         if result.get("memory_curves"):
@@ -227,11 +227,7 @@ def _cmd_bench_profile(args: argparse.Namespace) -> int:
     result = profile_steps(args.case, args.attention, args.mode, rounds=args.rounds)
     result["command"] = shlex.join(["python", "-m", "tsf", *args.argv])
     result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2) if args.json else format_profile(result))
-    return 0
+    return _report(args, result, format_profile)
 
 
 def _run_config_for(checkpoint: Path):

@@ -404,17 +404,23 @@ def _cpu_memory(case: Case, scheme: str, batch_size: int) -> dict[str, int]:
         return pool.submit(_memory_probe, json.dumps(dataclasses.asdict(case)), scheme, batch_size).result()
 
 
-def run_case(case: Case, *, device: str | torch.device = "cpu", memory: bool = True, progress: bool = True,
-             command: Sequence[str] | None = None) -> dict[str, Any]:
-    """Build, check and time every model of a case; the result as a JSON-ready dict."""
-    device = torch.device(device)
+@contextlib.contextmanager
+def _case_threads(case: Case):
+    """The case's CPU thread count (if it sets one) while inside; torch's count as before after."""
     threads_before = torch.get_num_threads()
     if case.threads:
         torch.set_num_threads(case.threads)
     try:
-        return _run_case(case, device, memory, progress, command)
+        yield
     finally:
         torch.set_num_threads(threads_before)
+
+
+def run_case(case: Case, *, device: str | torch.device = "cpu", memory: bool = True, progress: bool = True,
+             command: Sequence[str] | None = None) -> dict[str, Any]:
+    """Build, check and time every model of a case; the result as a JSON-ready dict."""
+    with _case_threads(case):
+        return _run_case(case, torch.device(device), memory, progress, command)
 
 
 def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
@@ -632,10 +638,7 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
     case = find_case(case_name)
     config = case.config(canonical_attention(scheme))
     batch_size = batch_size or case.batch_size or 8
-    threads_before = torch.get_num_threads()
-    if case.threads:
-        torch.set_num_threads(case.threads)
-    try:
+    with _case_threads(case):
         models = build_models(config, hf=case.hf)
         data = clip_batch(config, batch_size)
         out: dict[str, Any] = {"case": case_name, "scheme": config.attention, "mode": mode, "batch_size": batch_size,
@@ -656,16 +659,14 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
                 self_ms = event.self_cpu_time_total / 1e3 / rounds
                 if self_ms <= 0:
                     continue
-                families[op_family(event.key)] = families.get(op_family(event.key), 0.0) + self_ms
-                ops.append({"op": event.key, "family": op_family(event.key), "self_ms": self_ms,
-                            "calls": event.count // rounds})
+                family = op_family(event.key)
+                families[family] = families.get(family, 0.0) + self_ms
+                ops.append({"op": event.key, "family": family, "self_ms": self_ms, "calls": event.count // rounds})
             ops.sort(key=lambda o: -o["self_ms"])
             out["impls"][impl] = {"wall_ms_per_step_profiled": wall * 1e3,
                                   "self_ms_by_family": dict(sorted(families.items(), key=lambda kv: -kv[1])),
                                   "self_ms_total": sum(families.values()), "top_ops": ops[:top]}
-        return out
-    finally:
-        torch.set_num_threads(threads_before)
+    return out
 
 
 def format_profile(result: dict[str, Any]) -> str:

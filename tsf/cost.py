@@ -152,10 +152,11 @@ def training_memory_bytes(config: TimeSformerConfig, *, img_size: int | None = N
     probs = peak_scores = activations = 0
     for step in scheme.steps:
         with_cls = step.name == "main"
-        elements = sum(b.shape[0] * (b.shape[1] + with_cls) ** 2 for b in step.grouping.partition(grid))
+        buckets = [(b.shape[0], b.shape[1] + with_cls) for b in step.grouping.partition(grid)]  # (groups, length)
+        elements = sum(groups * length**2 for groups, length in buckets)
         probs += config.num_heads * elements
         peak_scores = max(peak_scores, config.num_heads * elements)
-        rows = sum(b.shape[0] * (b.shape[1] + with_cls) for b in step.grouping.partition(grid))
+        rows = sum(groups * length for groups, length in buckets)
         activations += rows * 6 * D + (0 if with_cls else tokens * D)
     activations += (1 + tokens) * (2 + 2 * config.mlp_ratio) * D
     per_clip = clips * (config.depth * (probs + activations) + peak_scores)

@@ -24,16 +24,20 @@ from .synthetic import TASKS, SyntheticVideos, cue_visibility
 from .video import ClipSampling, write_video
 
 
-def machine_info() -> dict:
-    """Where a benchmark ran: CPU, cores, OS and the versions that matter."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """Where a benchmark ran: CPU, cores, OS and the versions that matter."""
+    cpu = cpu_name()
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     for name in ("decord", "av"):
         try:

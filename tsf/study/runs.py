@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import time
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -140,18 +139,10 @@ def machine_label() -> str:
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
     else:
-        device = _cpu_name() + f", {os.cpu_count()} cores"
+        from ..data.bench import cpu_name
+
+        device = cpu_name() + f", {os.cpu_count()} cores"
     return f"{device} · torch {torch.__version__.split('+')[0]}"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def synthetic_data(task: str, train_samples: int, val_samples: int, *, seed: int = 0,
