@@ -39,6 +39,12 @@ stands out. ``sample(i).mask`` is, per frame, the deciding object's pixels (cove
     Accuracy should rise with ``num_frames``, from 50% when no cue is seen. The mask is the
     cue when one is visible and empty on the other frames.
 
+``ramp`` (2 classes, chance 50%): the positive control for order
+    A random texture whose brightness rises over the clip ("brightening") or, the same frames
+    in reverse order, falls ("darkening"). No frame and no set of frames tells the two apart,
+    as in the motion task, but the order is visible in every patch of every frame: a model
+    that can read frame order at all reads it here. The mask is the whole frame.
+
 Splits ``train``, ``val`` and ``test`` draw from different random streams. A sample costs
 a few hundred microseconds (see ``python -m tsf bench-synthetic``).
 """
@@ -59,7 +65,7 @@ from torch.utils.data import Dataset
 from .transforms import normalize
 from .video import segment_indices, write_video
 
-TASKS: tuple[str, ...] = ("appearance", "motion", "long_range")
+TASKS: tuple[str, ...] = ("appearance", "motion", "long_range", "ramp")
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 
 APPEARANCE_SHAPES: tuple[str, ...] = ("disk", "square", "triangle", "cross", "ring")
@@ -74,11 +80,13 @@ MOTION_PAIRS: tuple[tuple[str, str], ...] = (
 )
 CUE_HUES: dict[str, float] = {"red": 0.0, "blue": 0.62}
 LONG_RANGE_CLASSES: tuple[str, ...] = ("red before blue", "blue before red")
+RAMP_CLASSES: tuple[str, ...] = ("brightening", "darkening")
 
 _CLASSES: dict[str, tuple[str, ...]] = {
     "appearance": tuple(f"{family} {shape}" for family in COLOUR_FAMILIES for shape in APPEARANCE_SHAPES),
     "motion": tuple(name for pair in MOTION_PAIRS for name in pair),
     "long_range": LONG_RANGE_CLASSES,
+    "ramp": RAMP_CLASSES,
 }
 
 
@@ -92,8 +100,8 @@ def task_classes(task: str) -> tuple[str, ...]:
 def mirror_pairs(task: str) -> list[tuple[int, int]]:
     """``(class, its reversed twin)`` pairs: clips of the twin are clips of the class played backwards.
 
-    Every motion class has one; long_range's two classes are each other's reversal;
-    appearance has none.
+    Every motion class has one; the two classes of long_range and of ramp are each other's
+    reversal; appearance has none.
     """
     classes = task_classes(task)
     if task == "appearance":
@@ -258,7 +266,32 @@ def _appearance(scene: _Scene, label: int, n: int) -> list[_Layer]:
     return [_layer(shape, colour, cx, cy, r, theta, True, n)]
 
 
-def _motion(scene: _Scene, pair: int, n: int) -> list[_Layer]:
+@dataclass(frozen=True)
+class MotionDesign:
+    """How large and how clear the motion task's motions are. Ranges are drawn uniformly per clip."""
+
+    travel: tuple[float, float]  # straight path of moving right / down, as a fraction of the frame side
+    rotation: tuple[float, float]  # total turn of rotating clockwise, in units of pi
+    rotation_start: tuple[float, float] | None  # angle of the first frame, in units of pi (None: any angle)
+    growth: tuple[float, float]  # last radius / first radius of growing
+    distractors: int  # grey shapes moving at random, irrelevant to the class
+
+
+#: The motion task's designs. ``fine`` is the first study's (Nov 2026): a path of 35-55% of the
+#: frame (a quarter of an 8-px patch per frame at 8 x 32 px) and a quarter turn from any angle,
+#: which no scheme learned to read at the cpu budget (figures/cpu/calibration.csv). ``coarse`` is
+#: the study's now: the object crosses the frame, rotation starts upright, and no distractor,
+#: so that where an object is at which time already tells the direction (see README, "departures").
+MOTION_DESIGNS: dict[str, MotionDesign] = {
+    "fine": MotionDesign(travel=(0.35, 0.55), rotation=(0.5, 0.8), rotation_start=None, growth=(2.0, 2.6),
+                         distractors=1),
+    "coarse": MotionDesign(travel=(0.6, 0.8), rotation=(0.6, 1.0), rotation_start=(-0.08, 0.08),
+                           growth=(2.4, 3.0), distractors=0),
+}
+DEFAULT_MOTION_DESIGN = "coarse"
+
+
+def _motion(scene: _Scene, pair: int, n: int, design: MotionDesign) -> list[_Layer]:
     size, tau = scene.size, scene.tau
     shape = MOTION_SHAPES[int(scene.rng.integers(len(MOTION_SHAPES)))]
     colour = scene.object_colour()
@@ -266,17 +299,20 @@ def _motion(scene: _Scene, pair: int, n: int) -> list[_Layer]:
     r = scene.u(0.14, 0.2) * size
     visible: np.ndarray | bool = True
     theta: np.ndarray | float = theta0
-    if pair in (0, 1):  # moving right / down: a straight path of 35-55% of the frame
-        m, travel = scene.margin(r), scene.u(0.35, 0.55) * size
+    if pair in (0, 1):  # moving right / down along a straight path, never past the far margin
+        m = scene.margin(r)
+        travel = min(scene.u(*design.travel) * size, max(size - 2 * m, 0.0))
         start = scene.u(m, max(m, size - m - travel))
         along, other = start + travel * tau, scene.position(r)
         cx, cy = (along, other) if pair == 0 else (other, along)
-    elif pair == 2:  # growing 2-2.6x
-        r0, growth = scene.u(0.08, 0.11) * size, scene.u(2.0, 2.6)
+    elif pair == 2:  # growing
+        r0, growth = scene.u(0.08, 0.11) * size, scene.u(*design.growth)
         r = r0 * (1 + (growth - 1) * tau)
         cx, cy = scene.position(r0 * growth), scene.position(r0 * growth)
-    elif pair == 3:  # rotating clockwise by 90-144 degrees over the clip
-        theta = theta0 + scene.u(0.5, 0.8) * math.pi * tau
+    elif pair == 3:  # rotating clockwise
+        if design.rotation_start is not None:
+            theta0 = scene.u(*design.rotation_start) * math.pi
+        theta = theta0 + scene.u(*design.rotation) * math.pi * tau
         cx, cy = scene.position(r), scene.position(r)
     else:  # appearing at 30-70% of the clip
         visible = tau >= scene.u(0.3, 0.7)
@@ -317,8 +353,9 @@ class SyntheticVideos(Dataset):
     """
 
     def __init__(self, task: str, num_samples: int, *, num_frames: int = 8, size: int = 32, seed: int = 0,
-                 split: str = "train", source_frames: int | None = None, distractors: int = 1,
-                 noise: float = 0.0, cue_frames: tuple[int, int] = (2, 4)) -> None:
+                 split: str = "train", source_frames: int | None = None, distractors: int | None = None,
+                 noise: float = 0.0, cue_frames: tuple[int, int] = (2, 4),
+                 design: str = DEFAULT_MOTION_DESIGN) -> None:
         self.classes: list[str] = list(task_classes(task))
         if split not in SPLITS:
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
@@ -330,6 +367,11 @@ class SyntheticVideos(Dataset):
         self.task, self.num_samples, self.num_frames, self.size = task, num_samples, num_frames, size
         self.seed, self.split = seed, split
         self.source_frames = source_frames or (64 if task == "long_range" else num_frames)
+        if design not in MOTION_DESIGNS:
+            raise ValueError(f"unknown motion design {design!r}; choose one of {sorted(MOTION_DESIGNS)}")
+        self.design = MOTION_DESIGNS[design]
+        if distractors is None:  # the motion design says; the other tasks have one
+            distractors = self.design.distractors if task == "motion" else 1
         self.distractors, self.noise, self.cue_frames = distractors, noise, tuple(cue_frames)
         grid = np.arange(size, dtype=np.float32) + 0.5  # pixel centres
         self._yy, self._xx = np.meshgrid(grid, grid, indexing="ij")
@@ -369,12 +411,14 @@ class SyntheticVideos(Dataset):
         n, scene = len(times), _Scene(rng, self.size, tau.astype(np.float32))
         # the pair's forward class is rendered; its twin is the same clip reversed
         forward, reverse = (label, False) if self.task == "appearance" else (label - label % 2, label % 2 == 1)
+        if self.task == "ramp":
+            return self._ramp(rng, times, count, label, reverse)
         background = scene.background(self._yy, self._xx)
         layers = [scene.distractor() for _ in range(self.distractors)]
         if self.task == "appearance":
             deciding = _appearance(scene, forward, n)
         elif self.task == "motion":
-            deciding = _motion(scene, forward // 2, n)
+            deciding = _motion(scene, forward // 2, n, self.design)
         else:
             deciding = _long_range(scene, count, times, self.cue_frames, n)
         video = np.broadcast_to(background, (n, *background.shape)).copy()  # (T, H, W, 3)
@@ -395,6 +439,19 @@ class SyntheticVideos(Dataset):
             frames, part_masks = frames.flip(0), part_masks.flip(1)
             indices = tuple(count - 1 - t for t in reversed(indices))
         return SyntheticSample(frames, label, self.classes[label], part_masks.any(0), indices, part_masks)
+
+    def _ramp(self, rng: np.random.Generator, times: np.ndarray, count: int, label: int,
+              reverse: bool) -> SyntheticSample:
+        """A texture brightening over the source video (sorted random levels); reversed for darkening."""
+        texture = rng.uniform(0.0, 1.0, (self.size, self.size, 3)).astype(np.float32)
+        levels = np.sort(rng.uniform(0.0, 1.0, count)).astype(np.float32)[times]
+        video = (0.5 * texture[None] + levels[:, None, None, None]) / 1.5  # (T, H, W, 3) in [0, 1]
+        frames = torch.from_numpy(np.clip(np.rint(video * 255), 0, 255).astype(np.uint8))
+        indices = tuple(int(t) for t in times)
+        if reverse:
+            frames, indices = frames.flip(0), tuple(count - 1 - t for t in reversed(indices))
+        mask = torch.ones(frames.shape[:3], dtype=torch.bool)
+        return SyntheticSample(frames, label, self.classes[label], mask, indices, mask[None])
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         sample = self.sample(index)

@@ -48,7 +48,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     if d.kind == "synthetic":
         from ..data.synthetic import SyntheticVideos
 
-        common = dict(num_frames=m.num_frames, size=m.img_size, seed=d.seed, source_frames=d.source_frames)
+        common = dict(num_frames=m.num_frames, size=m.img_size, seed=d.seed, source_frames=d.source_frames,
+                      design=d.design)
         train = SyntheticVideos(d.task, d.train_samples, split="train", **common)
         val = SyntheticVideos(d.task, d.val_samples, split="val", **common) if d.val_samples else None
         return train, val
