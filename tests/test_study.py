@@ -49,7 +49,7 @@ def test_runs_are_trained_once_and_reused(tmp_path):
 
 
 def test_summary_gathers_sections_in_study_order(tmp_path):
-    out = Output.create(tmp_path, "smoke")
+    out = Output.create(tmp_path, "cpu")
     out.summary("cost", "Cost", [{"what": "a", "ours": "1", "paper": "1", "verdict": "yes"}])
     out.summary("table1", "Table 1", [{"what": "b", "ours": "2", "paper": "3"}], note="a note")
     text = write_summary(tmp_path).read_text()
@@ -73,3 +73,67 @@ def test_table4_claim_needs_the_contrast_with_and_without_time():
     assert time_embedding_verdict(0.51, 0.72) == "yes"
     assert time_embedding_verdict(0.62, 0.72) == "no"  # order-blind yet above chance: something is wrong
     assert time_embedding_verdict(0.52, 0.51).startswith("not tested")
+
+
+def test_a_curve_run_ends_exactly_where_an_uninterrupted_run_does(tmp_path):
+    """The learning curve trains in stretches through checkpoints; resume is exact, so the run's
+    weights and history are those of the same run trained in one go."""
+    from tsf.study.runs import Runs
+
+    study = study_preset("smoke")
+    spec = {"m": study.train_config("motion", "divided", 0)}
+    plain = Runs(tmp_path / "plain", progress=False).get(spec)["m"]
+    curved = Runs(tmp_path / "curved", progress=False, curve_every=3).get(spec)["m"]
+    steps = plain.scores["steps"]
+    assert [p["step"] for p in curved.curve] == [0, 3, 6, steps][: len(curved.curve)] and curved.curve[-1]["step"] == steps
+    assert all(0 <= p["pair_acc"] <= 1 for p in curved.curve) and not plain.curve
+    a, b = plain.load_model().state_dict(), curved.load_model().state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert curved.scores["val_acc"] == plain.scores["val_acc"] and curved.history == plain.history
+
+
+def test_setup_shares_the_run_cache_with_reproduce_and_writes_to_scratch(tmp_path):
+    from tsf.study import ROOT, default_runs_dir
+
+    study, runs, out = setup("smoke", progress=False)
+    assert runs.root == default_runs_dir("smoke") == ROOT / "runs" / "smoke"
+    assert out.folder == ROOT / "runs" / "smoke" / "figures", "a notebook run by hand never writes figures/"
+    study, runs, out = setup("smoke", 0, str(tmp_path / "f"), str(tmp_path / "r"), progress=False)
+    assert (runs.root, out.folder) == (tmp_path / "r", tmp_path / "f")
+
+
+def test_smoke_summary_says_it_only_checks_that_everything_runs(tmp_path):
+    for preset in ("smoke", "cpu"):
+        out = Output.create(tmp_path / preset, preset)
+        out.summary("table1", "Table 1", [{"what": "a", "ours": "1", "paper": "1", "verdict": "yes"}])
+        text = write_summary(out.folder).read_text()
+        if preset == "smoke":
+            assert "only check that every notebook runs" in text.splitlines()[2] and "agrees?" not in text
+            assert "| a | 1 | 1 |" in text
+        else:
+            assert "only check" not in text and "| a | 1 | 1 | yes |" in text
+
+
+def test_order_control_verdicts_need_every_seed():
+    from tsf.study.control import control_verdict
+
+    assert control_verdict("divided", True, 0.96, 1.0) == "yes"
+    assert control_verdict("joint", True, 0.60, 1.0) == "no", "one seed at chance fails the control"
+    assert control_verdict("space", True, 0.47, 0.53) == "yes"
+    assert control_verdict("divided", False, 0.50, 0.58) == "no", "order-blind yet above chance"
+
+
+def test_order_control_runs_through_the_cache_at_the_preset(tmp_path):
+    from tsf.study.control import control_config, order_control
+
+    study, runs, out = setup("smoke", 0, str(tmp_path / "f"), str(tmp_path / "r"), progress=False)
+    cfg = control_config(study, "divided", 0)
+    assert (cfg.data.task, cfg.data.train_samples, cfg.optim.epochs) == ("ramp", study.control_samples,
+                                                                         study.control_epochs)
+    assert cfg.model.time_embed_init_std == study.time_embed_init_std
+    table = order_control(study, runs, out, schemes=("space", "divided"))
+    assert len(table) == 3 and (tmp_path / "f" / "order_control.csv").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "r").glob("ramp-*/study.json")}
+    assert len(stamps) == 3
+    order_control(study, runs, out, schemes=("space", "divided"))
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "r").glob("ramp-*/study.json")}, "cached"

@@ -275,6 +275,7 @@ class MotionDesign:
     rotation_start: tuple[float, float] | None  # angle of the first frame, in units of pi (None: any angle)
     growth: tuple[float, float]  # last radius / first radius of growing
     distractors: int  # grey shapes moving at random, irrelevant to the class
+    rotation_radius: tuple[float, float] | None = None  # radius of a rotating object (fraction of the side); None: as the others
 
 
 #: The motion task's designs. ``fine`` is the first study's (Nov 2026): a path of 35-55% of the
@@ -287,6 +288,8 @@ MOTION_DESIGNS: dict[str, MotionDesign] = {
                          distractors=1),
     "coarse": MotionDesign(travel=(0.6, 0.8), rotation=(0.6, 1.0), rotation_start=(-0.08, 0.08),
                            growth=(2.4, 3.0), distractors=0),
+    "coarse_big_turn": MotionDesign(travel=(0.6, 0.8), rotation=(0.6, 1.0), rotation_start=(-0.08, 0.08),
+                                    growth=(2.4, 3.0), distractors=0, rotation_radius=(0.24, 0.3)),
 }
 DEFAULT_MOTION_DESIGN = "coarse"
 
@@ -312,6 +315,8 @@ def _motion(scene: _Scene, pair: int, n: int, design: MotionDesign) -> list[_Lay
     elif pair == 3:  # rotating clockwise
         if design.rotation_start is not None:
             theta0 = scene.u(*design.rotation_start) * math.pi
+        if design.rotation_radius is not None:
+            r = scene.u(*design.rotation_radius) * size
         theta = theta0 + scene.u(*design.rotation) * math.pi * tau
         cx, cy = scene.position(r), scene.position(r)
     else:  # appearing at 30-70% of the clip

@@ -37,7 +37,8 @@ def held_out(study: StudyPreset, num: int):
     from ..data.synthetic import SyntheticVideos
 
     cfg = study.train_config(TASK, "divided", 0)
-    return SyntheticVideos(TASK, num, num_frames=cfg.model.num_frames, size=cfg.model.img_size, seed=0, split="val")
+    return SyntheticVideos(TASK, num, num_frames=cfg.model.num_frames, size=cfg.model.img_size, seed=0, split="val",
+                           design=cfg.data.design)
 
 
 def explorer(study: StudyPreset, runs: Runs, scheme: str = "divided", clip: int = 0):

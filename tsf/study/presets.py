@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..config import TimeSformerConfig
 from ..config import preset as model_preset
 from ..train import OptimConfig, TrainConfig
 from .runs import synthetic_data
@@ -21,6 +22,8 @@ from .runs import synthetic_data
 class StudyPreset:
     name: str
     model: str  # model preset (tsf.config.PRESETS)
+    num_frames: int  # frames per clip of every scheme x task run (the model preset's are overridden)
+    motion_design: str  # the motion task's design (tsf.data.synthetic.MOTION_DESIGNS)
     train_samples: int  # synthetic training clips
     val_samples: int  # synthetic held-out clips
     epochs: int
@@ -39,6 +42,12 @@ class StudyPreset:
     explain_clips: int  # held-out clips scored in the attention study
     pretrain_images: int  # still images for the ImageNet stand-in (0: every run trains from scratch)
     pretrain_epochs: int
+    time_embed_init: str  # where the time embedding starts (TimeSformerConfig.time_embed_init; authors: zeros)
+    time_embed_init_std: float  # its scale
+    control_samples: int  # clips of the order control (tiny models, the ramp task)
+    control_epochs: int
+    curve_every: int  # optimiser steps between held-out scores of the learning-curve runs (0: none)
+    verdicts: bool = True  # whether its numbers can confirm or refute a claim (smoke: they only check that all runs)
 
     def with_seed(self, seed: int) -> "StudyPreset":
         """The same preset with every seed shifted by ``seed`` (the notebooks' ``seed`` parameter)."""
@@ -47,14 +56,21 @@ class StudyPreset:
 
     def train_config(self, task: str, attention: str, seed: int, *, train_samples: int | None = None,
                      num_frames: int | None = None, pos_embed: str = "space_time", source_frames: int | None = None,
-                     epochs: int | None = None, init: str = "", data_seed: int = 0) -> TrainConfig:
-        """The one training recipe of the study, for a task, scheme and seed (``init``: weights to start from)."""
-        overrides = {"attention": attention, "pos_embed": pos_embed}
-        if num_frames is not None:
-            overrides["num_frames"] = num_frames
-        model = model_preset(self.model, **overrides)
-        data = synthetic_data(task, train_samples or self.train_samples, self.val_samples, seed=data_seed,
-                              source_frames=source_frames if task == "long_range" else None)
+                     epochs: int | None = None, init: str = "", data_seed: int = 0,
+                     time_embed_init: str | None = None, model: TimeSformerConfig | None = None,
+                     val_samples: int | None = None, design: str | None = None) -> TrainConfig:
+        """The one training recipe of the study, for a task, scheme and seed (``init``: weights to
+        start from; ``time_embed_init``: another start than the preset's, as the authors' zeros;
+        ``model``: another architecture than the preset's, as the order control's)."""
+        if model is None:
+            overrides = {"attention": attention, "pos_embed": pos_embed, "num_frames": num_frames or self.num_frames,
+                         "time_embed_init": time_embed_init or self.time_embed_init,
+                         "time_embed_init_std": self.time_embed_init_std}
+            model = model_preset(self.model, **overrides)
+        data = synthetic_data(task, train_samples or self.train_samples,
+                              self.val_samples if val_samples is None else val_samples, seed=data_seed,
+                              source_frames=source_frames if task == "long_range" else None,
+                              design=design or self.motion_design)
         optim = OptimConfig(optimizer="adamw", lr=self.lr, weight_decay=self.weight_decay,
                             warmup_epochs=self.warmup_epochs, epochs=epochs or self.epochs,
                             batch_size=self.batch_size, clip_grad=1.0, schedule="cosine")
@@ -63,21 +79,27 @@ class StudyPreset:
 
 
 STUDY_PRESETS: dict[str, StudyPreset] = {
-    "smoke": StudyPreset("smoke", model="tiny", train_samples=128, val_samples=64, epochs=2, batch_size=32, lr=1e-3,
+    "smoke": StudyPreset("smoke", model="tiny", num_frames=4, motion_design="coarse", train_samples=128, val_samples=64, epochs=2, batch_size=32, lr=1e-3,
                          weight_decay=0.05, warmup_epochs=0.5, seeds=(0,), ablation_seeds=(0,), frames_sweep=(2, 4), source_frames=16,
                          data_sweep=(64, 128), workers=1, time_batch=4, time_repeats=2, explain_clips=4,
-                         pretrain_images=256, pretrain_epochs=2),
-    "cpu": StudyPreset("cpu", model="small", train_samples=2048, val_samples=512, epochs=6, batch_size=32, lr=1e-3,
+                         pretrain_images=256, pretrain_epochs=2, time_embed_init="sinusoidal", time_embed_init_std=0.3,
+                       control_samples=256,
+                         control_epochs=2, curve_every=4, verdicts=False),
+    "cpu": StudyPreset("cpu", model="small", num_frames=4, motion_design="coarse", train_samples=2048, val_samples=512, epochs=6, batch_size=32, lr=1e-3,
                        weight_decay=0.05, warmup_epochs=1.0, seeds=(0, 1), ablation_seeds=(0,), frames_sweep=(2, 4, 8, 16),
                        source_frames=64, data_sweep=(256, 512, 1024, 2048), workers=2, time_batch=16,
                        time_repeats=10, explain_clips=64,
-                       pretrain_images=16384, pretrain_epochs=6),
-    "gpu": StudyPreset("gpu", model="medium", train_samples=16384, val_samples=2048, epochs=20, batch_size=64,
+                       pretrain_images=16384, pretrain_epochs=6, time_embed_init="sinusoidal", time_embed_init_std=0.3,
+                       control_samples=1024,
+                       control_epochs=5, curve_every=32),
+    "gpu": StudyPreset("gpu", model="medium", num_frames=16, motion_design="coarse", train_samples=16384, val_samples=2048, epochs=20, batch_size=64,
                        lr=5e-4, weight_decay=0.05, warmup_epochs=2.0, seeds=(0, 1, 2), ablation_seeds=(0, 1, 2),
                        frames_sweep=(4, 8, 16, 32),
                        source_frames=128, data_sweep=(2048, 4096, 8192, 16384), workers=1, time_batch=64,
                        time_repeats=20, explain_clips=256,
-                       pretrain_images=131072, pretrain_epochs=10),
+                       pretrain_images=131072, pretrain_epochs=10, time_embed_init="sinusoidal", time_embed_init_std=0.3,
+                       control_samples=4096,
+                       control_epochs=5, curve_every=100),
 }
 
 

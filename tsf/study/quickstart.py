@@ -66,7 +66,8 @@ def predict_examples(study: StudyPreset, record: RunRecord, out: Output | None =
     model = record.load_model()
     cfg = record.config
     data = SyntheticVideos(cfg.data.task, count, num_frames=cfg.model.num_frames, size=cfg.model.img_size,
-                           seed=cfg.data.seed, split="val", source_frames=cfg.data.source_frames)
+                           seed=cfg.data.seed, split="val", source_frames=cfg.data.source_frames,
+                           design=cfg.data.design)
     rows = []
     fig, axes = plt.subplots(count, cfg.model.num_frames, figsize=(1.1 * cfg.model.num_frames, 1.25 * count),
                              squeeze=False)
