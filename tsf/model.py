@@ -38,7 +38,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import SCHEMES, Attention, Grid, Scheme
+from .attention import FRAME, MAIN, SCHEMES, Attention, Grid, Scheme
 from .config import TimeSformerConfig
 
 
@@ -198,7 +198,7 @@ class Block(nn.Module):
             out, w = self.attn(self.norm1(x), need, rb)  # (B, 1+HWT, D); nothing to average
             x = x + self.drop_path(out)
             if need:
-                record.append(StepAttention(-1, "main", main.name, grid, "shared", (w,), main.partition(grid)))
+                record.append(StepAttention(-1, MAIN, main.name, grid, "shared", (w,), main.partition(grid)))
             return x + self.drop_path(self.mlp(self.norm2(x)))
 
         outs, weights, cls_sum, n_groups = [], [], 0.0, 0
@@ -213,7 +213,7 @@ class Block(nn.Module):
         cls = cls + (cls_sum / n_groups).unsqueeze(1)
         patches = main.merge_add(patches, outs, grid)
         if need:
-            record.append(StepAttention(-1, "main", main.name, grid, "shared", tuple(weights), main.partition(grid)))
+            record.append(StepAttention(-1, MAIN, main.name, grid, "shared", tuple(weights), main.partition(grid)))
 
         x = torch.cat([cls, patches], dim=1)
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -331,10 +331,10 @@ class TimeSformer(nn.Module):
         x, grid = self.embed(video)  # (B, 1 + HWT, D)
         B = x.shape[0]
         T, H, W = grid
+        _, grid = self.scheme.clip_view(grid)
         if self.scheme.per_frame:  # Space: every frame a clip of its own, with its own cls
             x = torch.cat([x[:, :1].repeat_interleave(T, dim=0),
                            rearrange(x[:, 1:], "b (n t) d -> (b t) n d", t=T)], dim=1)  # (B*T, 1+N, D)
-            grid = (1, H, W)
         for i, block in enumerate(self.blocks):
             steps: list[StepAttention] | None = [] if record is not None else None
             if self.grad_checkpointing and self.training and steps is None and torch.is_grad_enabled():
@@ -363,10 +363,8 @@ def _relabel(s: StepAttention, block: int, grid: Grid, per_frame: bool) -> StepA
     """Attach the block index; for Space, present the folded frames as groups of one clip."""
     if not per_frame:
         return StepAttention(block, s.step, s.grouping, s.grid, s.cls, s.weights, s.groups)
-    T, H, W = grid
     # the folded frames were recorded with batch B, so the weights are already (B, T, heads, 1+N, 1+N)
-    frames = torch.arange(H * W).view(1, H * W) * T + torch.arange(T).view(T, 1)  # (T, N): p = n*T + t
-    return StepAttention(block, s.step, "frame", grid, "per_group", s.weights, (frames,))
+    return StepAttention(block, s.step, FRAME.name, grid, "per_group", s.weights, FRAME.partition(grid))
 
 
 # --------------------------------------------------------------------------------------
