@@ -6,6 +6,7 @@ The public names; see each module for the details.
 from .config import PRESETS, TimeSformerConfig, preset
 from .cost import count_macs, count_params, mac_breakdown
 from .model import StepAttention, TimeSformer
+from .version import __version__
 from .weights import load_pretrained, save_pretrained, to_hf
 
 __all__ = [
@@ -21,4 +22,3 @@ __all__ = [
     "save_pretrained",
     "to_hf",
 ]
-__version__ = "0.1.0"

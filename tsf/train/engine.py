@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..model import TimeSformer
+from ..version import __version__
 from ..weights import CheckpointError, load_pretrained, save_pretrained
 from .checkpoint import (
     CLASSES_FILE,
@@ -118,10 +119,8 @@ def _autocast(config: TrainConfig, device: torch.device):
 
 
 def environment(proc: _Proc) -> dict[str, Any]:
-    import tsf
-
     info: dict[str, Any] = {
-        "tsf": tsf.__version__, "torch": torch.__version__, "python": platform.python_version(),
+        "tsf": __version__, "torch": torch.__version__, "python": platform.python_version(),
         "platform": platform.platform(), "host": socket.gethostname(), "device": str(proc.device),
         "world_size": proc.world, "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 STATE_DICT_NAME = "<state dict>"  # how an in-memory source is named in messages
+FORMAT_MARKER = "tsf.TimeSformer"  # in our config.json ("format") and safetensors metadata ("tsf_format")
 MAX_LISTED = 5  # offending keys named in one message
 
 # A folder's weight files, in the order they are looked for (Hugging Face's names).
@@ -87,8 +88,6 @@ def _read_module(module: torch.nn.Module) -> RawCheckpoint:
     if hasattr(config, "to_dict"):  # a Hugging Face PreTrainedConfig, or our TimeSformerConfig
         config = config.to_dict()
         if "model_type" not in config:  # ours: shape it like our config.json
-            from .formats import FORMAT_MARKER
-
             config = {"format": FORMAT_MARKER, "config": config}
     return RawCheckpoint(module.state_dict(), name, config if isinstance(config, dict) else None, in_memory=True)
 
