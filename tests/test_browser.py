@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import tsf
-from tsf import explain
+from tsf.data import moving_square
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -61,7 +61,7 @@ def test_standalone_page_frame_slider_changes_the_heat_map(browser, tmp_path):
 
     torch.manual_seed(0)
     cfg = tsf.preset("small", attention="divided", depth=2)
-    clip, _ = explain.moving_square(cfg.num_frames, cfg.img_size, seed=3)
+    clip, _ = moving_square(cfg.num_frames, cfg.img_size, seed=3)
     page_path = AttentionExplorer(tsf.TimeSformer(cfg), clip).to_html(tmp_path / "pages" / "attention.html")
     page = browser.new_page(viewport={"width": 900, "height": 1000})
     errors: list[str] = []

@@ -5,15 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tsf.data.bench import (
-    bench_generation,
-    bench_loader,
-    bench_training,
-    format_bench_data,
-    format_bench_synthetic,
-    format_cue_visibility,
-    make_bench_videos,
-)
+from tsf.bench.data import bench_loader, format_bench_data, make_bench_videos
+from tsf.bench.synthetic import bench_generation, bench_training, format_bench_synthetic, format_cue_visibility
 
 from .test_readme import _block
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tsf.bench.rollout import scores_table, speed_table
+from tsf.bench.table import format_table
+from tsf.study.presets import STUDY_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,10 +29,6 @@ def test_readme_cost_table_is_what_info_prints():
 
 
 def test_readme_attention_tables_are_the_committed_results():
-    import json
-
-    from tsf.explain_bench import scores_table, speed_table
-
     speed = json.loads((ROOT / "benchmarks" / "results" / "rollout_speed.json").read_text())
     assert _block("rollout-speed") == speed_table(speed["rows"])
     for method in ("rollout", "gradient"):
@@ -37,9 +38,6 @@ def test_readme_attention_tables_are_the_committed_results():
 
 
 def test_readme_study_presets_are_the_code():
-    from tsf.__main__ import format_table
-    from tsf.study.presets import STUDY_PRESETS
-
     rows = [{"preset": name, "model": p.model, "clips": p.train_samples, "epochs": p.epochs, "seeds": len(p.seeds),
              "pretrain": p.pretrain_images, "frames": ", ".join(map(str, p.frames_sweep))}
             for name, p in STUDY_PRESETS.items()]

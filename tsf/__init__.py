@@ -11,6 +11,7 @@ from .weights import load_pretrained, save_pretrained, to_hf
 
 __all__ = [
     "PRESETS",
+    "__version__",
     "StepAttention",
     "TimeSformer",
     "TimeSformerConfig",

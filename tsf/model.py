@@ -402,3 +402,20 @@ def resize_time_embed(time_embed: Tensor, num_frames: int, mode: str = "nearest"
     kwargs = {} if mode == "nearest" else {"align_corners": False}
     out = F.interpolate(time_embed.transpose(1, 2).float(), size=num_frames, mode=mode, **kwargs)
     return out.transpose(1, 2).to(time_embed.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# For tests and benchmarks
+# --------------------------------------------------------------------------------------
+
+
+def randomise_zero_inits(model: nn.Module, seed: int = 0, std: float = 0.1) -> nn.Module:
+    """Give the zero-initialised ``*_fc`` linears and the time embedding random values (normal,
+    ``std``), so that every path through the model carries signal (at init they are exact
+    identities). In place; returns the model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "_fc." in name or name == "time_embed":
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model

@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from .runs import machine_label
+from ..bench.provenance import label
+from ..bench.table import format_table
 
 SUMMARY_ORDER = ("quickstart", "table1", "control", "calibration", "cost", "table4", "frames", "data_size", "attention")
 
@@ -36,7 +37,7 @@ class Output:
     def create(cls, folder: str | Path, preset: str) -> "Output":
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
-        return cls(path, preset, machine_label())
+        return cls(path, preset, label())
 
     @property
     def label(self) -> str:
@@ -96,13 +97,11 @@ def write_summary(folder: str | Path) -> Path:
         out += [f"## {part['title']}", ""]
         if part.get("note"):
             out += [part["note"], ""]
-        has_verdict = any("verdict" in line for line in part["lines"])
-        out.append("| what | ours | paper |" + (" agrees? |" if has_verdict else ""))
-        out.append("|---|---|---|" + ("---|" if has_verdict else ""))
-        for line in part["lines"]:
-            row = f"| {line['what']} | {line['ours']} | {line['paper']} |"
-            out.append(row + (f" {line.get('verdict', '')} |" if has_verdict else ""))
-        out.append("")
+        columns = [("what", "what", "s"), ("ours", "ours", "s"), ("paper", "paper", "s")]
+        if any("verdict" in line for line in part["lines"]):
+            columns.append(("verdict", "agrees?", "s"))
+        rows = [{"verdict": "", **{key: str(value) for key, value in line.items()}} for line in part["lines"]]
+        out += [format_table(rows, columns, markdown=True), ""]
     path = folder / "SUMMARY.md"
     path.write_text("\n".join(out))
     return path

@@ -134,17 +134,6 @@ class Runs:
         return out
 
 
-def machine_label() -> str:
-    """What produced a figure: the GPU, or the CPU and its cores; torch version."""
-    if torch.cuda.is_available():
-        device = torch.cuda.get_device_name(0)
-    else:
-        from ..data.bench import cpu_name
-
-        device = cpu_name() + f", {os.cpu_count()} cores"
-    return f"{device} · torch {torch.__version__.split('+')[0]}"
-
-
 def synthetic_data(task: str, train_samples: int, val_samples: int, *, seed: int = 0,
                    source_frames: int | None = None) -> DataConfig:
     return DataConfig(kind="synthetic", task=task, train_samples=train_samples, val_samples=val_samples,

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..data.datasets import mix_seed
 from ..model import TimeSformer
 from ..version import __version__
 from ..weights import CheckpointError, load_pretrained, save_pretrained
@@ -43,7 +44,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import build_datasets, dataset_classes
 from .evaluate import evaluate
-from .sampling import EpochSampler, SeededDataset, mix_seed
+from .sampling import EpochSampler, SeededDataset
 
 log = logging.getLogger(__name__)
 
