@@ -17,13 +17,12 @@ from torch import nn
 
 from .attention import SCHEMES
 from .config import TimeSformerConfig
+from .model import TimeSformer
 
 
 def count_params(model_or_config: nn.Module | TimeSformerConfig) -> int:
     """Number of parameters; a config is built on the meta device (no memory, exact count)."""
     if isinstance(model_or_config, TimeSformerConfig):
-        from .model import TimeSformer
-
         with torch.device("meta"):
             model_or_config = TimeSformer(model_or_config)
     return sum(p.numel() for p in model_or_config.parameters())

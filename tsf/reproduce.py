@@ -106,7 +106,6 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     # papermill, and the study's pandas, are optional (the notebooks extra): imported when the study runs
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
-
     from .study.presets import STUDY_PRESETS
     from .study.report import write_summary
 

@@ -15,6 +15,8 @@ notebook says so; more epochs or seeds here would make it a sharper control.
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import torch
 from torch import Tensor
@@ -64,8 +66,6 @@ def order_control(study: StudyPreset, out: Output, schemes: tuple[str, ...] = AT
             result = fit(cfg, train_dataset=RampClips(samples, seed=100 + seed), val_dataset=RampClips(256, seed=999))
             rows.append({"scheme": scheme, "time_embed": pos == "space_time", "seed": seed,
                          "val_acc": result.final["val_acc"], "chance": 0.5})
-    import shutil
-
     shutil.rmtree(out.folder / ".control-run", ignore_errors=True)
     frame = pd.DataFrame(rows)
     out.table("order_control", frame)

@@ -50,7 +50,7 @@ def flops_curves(schemes: tuple[str, ...] = ATTENTION_SCHEMES, crops: tuple[int,
 
 def plot_flops(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_flops"):
     """Figure 3: TFLOPs (and analytic attention memory) against crop and clip length."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex="col")
     for col, axis in enumerate(("crop", "frames")):
@@ -135,7 +135,7 @@ def _steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 def plot_time(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_time"):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     schemes = list(dict.fromkeys(frame.scheme))

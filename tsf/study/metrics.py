@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.synthetic import mirror_pairs
 from ..train import TrainConfig
 from ..train.data import build_datasets
 
@@ -49,7 +50,5 @@ def held_out_scores(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
     scores: dict[str, Any] = {"val_acc": (logits.argmax(1) == labels).float().mean().item(),
                               "chance": 1.0 / logits.shape[1]}
     if config.data.kind == "synthetic" and config.data.task == "motion":
-        from ..data.synthetic import mirror_pairs
-
         scores["pair_acc"] = pair_accuracy(logits, labels, mirror_pairs("motion"))
     return scores

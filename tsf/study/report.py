@@ -67,17 +67,17 @@ class Output:
 
 def _show_and_close(fig: Any) -> None:
     """Show a figure when a notebook kernel runs us, then release it (scripts and tests keep none open)."""
-    try:
+    try:  # IPython and matplotlib are optional (the notebooks extra)
         from IPython import get_ipython
 
         shell = get_ipython()
     except ImportError:
         shell = None
     if shell is not None and "IPKernelApp" in getattr(shell, "config", {}):
-        from IPython.display import display
+        from IPython.display import display  # optional, as above
 
         display(fig)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional, as above
 
     plt.close(fig)
 

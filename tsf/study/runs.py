@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 
 from ..train import TrainConfig, fit
 from ..train.config import DataConfig
+from ..weights import load_pretrained
+from .metrics import held_out_scores
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,6 @@ class RunRecord:
     scores: dict[str, Any]  # val_acc, pair_acc (motion), train_acc, steps, train_seconds, ...
 
     def load_model(self):
-        from ..weights import load_pretrained
-
         return load_pretrained(self.run_dir / "model")
 
 
@@ -69,8 +69,6 @@ def _run_one(config_json: str, name: str, threads: int) -> str:
     scores = dict(result.final)
     scores.pop("event", None)
     scores.update(steps=result.steps, train_seconds=seconds, threads=threads)
-    from .metrics import held_out_scores
-
     scores.update(held_out_scores(result.model, config))
     _score_file(run_dir).write_text(json.dumps({"name": name, "scores": scores}, indent=2))
     return str(run_dir)

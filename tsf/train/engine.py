@@ -16,6 +16,7 @@ import platform
 import random
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,8 +201,6 @@ class _StopFlag:
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)

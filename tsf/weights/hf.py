@@ -46,7 +46,7 @@ def to_hf(model: TimeSformer) -> Any:
     on clips whose frames are all the same. Sparse Local Global and Axial have no Hugging
     Face counterpart: a ``ValueError``. Needs ``transformers`` (imported here, not before).
     """
-    try:
+    try:  # transformers is optional (the test extra): imported here, not before
         from transformers import TimesformerConfig, TimesformerForVideoClassification
     except ImportError as err:
         raise ImportError("tsf.to_hf needs the transformers package: pip install transformers") from err

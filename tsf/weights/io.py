@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 STATE_DICT_NAME = "<state dict>"  # how an in-memory source is named in messages
@@ -142,8 +144,6 @@ def read_weight_file(path: Path) -> tuple[Mapping[str, Any], dict[str, str]]:
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
@@ -177,8 +177,6 @@ def _torch_load(path: Path) -> Any:
 
 def write_safetensors(state: Mapping[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
     """Write a safetensors file atomically (a temporary file renamed into place)."""
-    from safetensors.torch import save_file
-
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
