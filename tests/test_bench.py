@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,10 +17,7 @@ from tsf.bench import memory, models, profile, steps, timing
 from tsf.__main__ import main
 from tsf.study import cost
 
-from .test_readme import _block
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from .helpers import readme_block
 
 TINY = models.Case("tiny", "tiny", schemes=("divided", "local_global"), batch_size=2, warmup=1, repeats=2)
 
@@ -96,6 +92,7 @@ def test_fill_batch_takes_the_largest_batch_every_fitting_model_manages():
     assert models.fill_batch(cfg, {"tsf": ours, "hf": _Fussy(ours, 0)}, cpu, "fp32", limit=4) == 4  # HF: none fit
 
 
+@pytest.mark.slow  # timed rounds, a memory probe process
 def test_run_case_times_both_and_reports_rates_memory_and_ratios():
     result = models.run_case(TINY, progress=False, command=["python", "-m", "tsf", "bench", "test"])
     rows = {(r["impl"], r["scheme"], r["mode"]): r for r in result["rows"]}
@@ -170,6 +167,7 @@ def test_suites_cover_what_the_issue_asks():
         models.find_case("nope")
 
 
+@pytest.mark.slow  # two bench runs
 def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, capsys):
     out, figure = tmp_path / "r.json", tmp_path / "f.png"
     common = ["--attention", "divided", "--repeats", "1", "--warmup", "0", "--batch-size", "2", "--no-memory",
@@ -191,17 +189,17 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
         models.merge_results({**result, "device": "cuda"}, result)
 
 
-def test_readme_performance_table_is_the_committed_results():
-    result = json.loads((RESULTS / "bench_cpu.json").read_text())
+def test_readme_performance_table_is_the_committed_results(committed):
+    result = committed("bench_cpu")
     assert result["device"] == "cpu"
     assert all(c["command"].startswith("python -m tsf bench") for c in result["cases"])
     assert {c["case"]["name"] for c in result["cases"]} == {c.name for c in models.CPU_CASES}
-    assert _block("bench-cpu") == models.format_results(result)
-    before = json.loads((RESULTS / "bench_cpu_before.json").read_text())
-    assert _block("bench-cpu-before") == models.format_results(before)
-    profiled = json.loads((RESULTS / "profile_cpu_small_divided_train.json").read_text())
+    assert readme_block("bench-cpu") == models.format_results(result)
+    before = committed("bench_cpu_before")
+    assert readme_block("bench-cpu-before") == models.format_results(before)
+    profiled = committed("profile_cpu_small_divided_train")
     assert profiled["command"].startswith("python -m tsf bench-profile")
-    assert _block("bench-profile") == profile.format_profile(profiled)
+    assert readme_block("bench-profile") == profile.format_profile(profiled)
 
 
 def test_op_families_sort_the_operators_that_matter():
@@ -212,6 +210,7 @@ def test_op_families_sort_the_operators_that_matter():
     assert profile.op_family("aten::something_new") == "other"
 
 
+@pytest.mark.slow  # the profiler
 def test_profile_reports_both_models_by_family(capsys):
     result = profile.profile_steps("small-train", "divided_space_time", rounds=1, warmup=1, batch_size=2)
     assert set(result["impls"]) == {"tsf", "hf"} and result["scheme"] == "divided"
@@ -223,6 +222,7 @@ def test_profile_reports_both_models_by_family(capsys):
     assert "| matmul |" in table and table.splitlines()[0].endswith("| tsf | hf |")
 
 
+@pytest.mark.slow  # the profiler
 def test_cli_profile_writes_its_command(tmp_path, capsys):
     out = tmp_path / "profile.json"
     assert main(["bench-profile", "--attention", "joint", "--mode", "infer", "--rounds", "1", "--out", str(out)]) == 0

@@ -16,8 +16,7 @@ from tsf.__main__ import main
 from tsf.bench.rollout import maps_bytes, random_maps, run_rollout_benchmark
 from tsf.config import ATTENTION_SCHEMES
 from tsf.data import moving_square
-
-from .test_model import randomise_zero_inits
+from tsf.model import randomise_zero_inits
 
 
 def model_and_clip(attention, frames=3, height=20, width=16, batch=2, seed=0, **kw):

@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 from tsf.bench.rollout import scores_table, speed_table
 from tsf.bench.table import format_table
 from tsf.study.presets import STUDY_PRESETS
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _block(name: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- {name}:begin -->\s*```\n(.*?)```\s*<!-- {name}:end -->", text, re.S)
-    assert match, f"README.md has no {name} block"
-    return match.group(1).strip()
+from .helpers import ROOT, readme_block
 
 
 def test_readme_cost_table_is_what_info_prints():
     out = subprocess.run([sys.executable, "-m", "tsf", "info", "--all", "--preset", "base", "--num-classes", "174"],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
-    assert _block("info-table") == out
+    assert readme_block("info-table") == out
 
 
-def test_readme_attention_tables_are_the_committed_results():
-    speed = json.loads((ROOT / "benchmarks" / "results" / "rollout_speed.json").read_text())
-    assert _block("rollout-speed") == speed_table(speed["rows"])
+def test_readme_attention_tables_are_the_committed_results(committed):
+    speed = committed("rollout_speed")
+    assert readme_block("rollout-speed") == speed_table(speed["rows"])
     for method in ("rollout", "gradient"):
-        data = json.loads((ROOT / "benchmarks" / "results" / f"attention_scores_untrained_{method}.json").read_text())
-        assert _block(f"scores-{method}") == scores_table(data["summary"])
+        data = committed(f"attention_scores_untrained_{method}")
+        assert readme_block(f"scores-{method}") == scores_table(data["summary"])
         assert f"--method {method}" in data["meta"]["command"]
 
 
@@ -44,4 +34,4 @@ def test_readme_study_presets_are_the_code():
     table = format_table(rows, [("preset", "preset", "s"), ("model", "model", "s"), ("clips", "clips", "d"),
                                 ("epochs", "epochs", "d"), ("seeds", "seeds", "d"),
                                 ("pretrain", "pretraining images", "d"), ("frames", "frames (long-range)", "s")])
-    assert _block("study-presets") == table
+    assert readme_block("study-presets") == table

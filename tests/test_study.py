@@ -37,6 +37,7 @@ def test_config_key_ignores_logging_but_not_what_a_run_computes():
     assert study.with_seed(5).seeds == (5,) and study_preset("cpu").with_seed(3).seeds == (3, 4)
 
 
+@pytest.mark.slow  # study runs
 def test_runs_are_trained_once_and_reused(tmp_path):
     study, runs, out = setup("smoke", 0, str(tmp_path / "figures"), str(tmp_path / "runs"), progress=False)
     spec = {"one": study.train_config("appearance", "space", 0)}
@@ -57,6 +58,7 @@ def test_summary_gathers_sections_in_study_order(tmp_path):
     assert "| a | 1 | 1 | yes |" in text and "| b | 2 | 3 |" in text
 
 
+@pytest.mark.slow  # the calibration runs
 def test_calibration_writes_its_evidence(tmp_path):
     study, runs, out = setup("smoke", 0, str(tmp_path / "figures"), str(tmp_path / "runs"), progress=False)
     frame = calibrate(study, runs, out)

@@ -12,9 +12,8 @@ import torch
 import tsf
 from tsf import explain, viz
 from tsf.data import moving_square
+from tsf.model import randomise_zero_inits
 from tsf.viz.explorer import AttentionExplorer
-
-from .test_model import randomise_zero_inits
 
 
 @pytest.fixture(scope="module")
