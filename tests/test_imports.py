@@ -23,10 +23,11 @@ OPTIONAL = {"matplotlib", "plotly", "ipywidgets", "pandas", "papermill", "transf
             "nbformat", "IPython", "PIL", "playwright", "anywidget"}
 
 # What each part of the package may import: data flows config -> model -> (data -> train) -> study.
-LOW = {"tsf.version", "tsf.attention", "tsf.config"}
+LOW = {"tsf.version", "tsf.provenance", "tsf.attention", "tsf.config"}
 MODEL = LOW | {"tsf.model", "tsf.cost"}
 ALLOWED: dict[str, set[str]] = {
     "tsf.version": set(),
+    "tsf.provenance": set(),  # what ran a result: every part may record it
     "tsf.attention": set(),
     "tsf.config": {"tsf.attention"},
     "tsf.model": {"tsf.attention", "tsf.config"},
@@ -35,10 +36,10 @@ ALLOWED: dict[str, set[str]] = {
     "tsf.weights": MODEL - {"tsf.cost"},
     "tsf.explain": {"tsf.attention", "tsf.config", "tsf.model"},
     "tsf.viz": {"tsf.explain", "tsf.data"},
-    "tsf.train": MODEL | {"tsf.weights", "tsf.data"},
+    "tsf.train": MODEL | {"tsf.weights", "tsf.data"},  # MODEL includes tsf.provenance
     "tsf.bench": MODEL | {"tsf.weights", "tsf.data", "tsf.explain", "tsf.viz"},
     "tsf.study": MODEL | {"tsf.weights", "tsf.data", "tsf.explain", "tsf.viz", "tsf.train", "tsf.bench"},
-    "tsf.reproduce": {"tsf.bench", "tsf.study"},
+    "tsf.reproduce": {"tsf.provenance", "tsf.bench", "tsf.study"},
     "tsf.__main__": MODEL | {"tsf.weights", "tsf.data", "tsf.explain", "tsf.viz", "tsf.train", "tsf.bench",
                              "tsf.study", "tsf.reproduce"},
     "tsf": MODEL | {"tsf.weights"},  # the package's public names

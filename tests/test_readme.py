@@ -35,3 +35,19 @@ def test_readme_study_presets_are_the_code():
                                 ("epochs", "epochs", "d"), ("seeds", "seeds", "d"),
                                 ("pretrain", "pretraining images", "d"), ("frames", "frames (long-range)", "s")])
     assert readme_block("study-presets") == table
+
+
+def test_readme_layout_shows_the_tree():
+    """Every module and package of tsf/ is in README.md's Layout block (and the packages it expands, their modules)."""
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):]
+    layout = layout[:layout.index("```\n", layout.index("```") + 3)]
+    package = ROOT / "tsf"
+    for path in sorted(package.iterdir()):
+        if path.suffix == ".py":
+            assert f"tsf/{path.name}" in layout, path.name
+        elif path.is_dir() and (path / "__init__.py").is_file():
+            assert f"tsf/{path.name}/" in layout, path.name
+    for name in ("weights", "data", "explain", "bench"):
+        for path in sorted((package / name).glob("*.py")):
+            assert path.name == "__init__.py" or path.name in layout, f"tsf/{name}/{path.name}"

@@ -91,7 +91,7 @@ def test_run_folder_contents(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "env.json", "metrics.jsonl", "checkpoints",
                                                    "model", "result.json"}
     env = json.loads((tmp_path / "env.json").read_text())
-    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["machine"]["versions"]["torch"] == torch.__version__ and env["device"] == "cpu"
     assert json.loads((tmp_path / "config.json").read_text())["model"]["num_classes"] == 4
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [l["event"] for l in lines].count("step") == result.steps == 4

@@ -17,7 +17,7 @@ from .bench import models as bench_models
 from .bench.data import format_bench_data, run_bench_data
 from .bench.plots import write_figures
 from .bench.profile import format_profile, profile_steps
-from .bench.provenance import write_result
+from .provenance import write_result
 from .bench.rollout import run_rollout_benchmark, scores_table, speed_table, untrained_scores
 from .bench.steps import MODES
 from .bench.synthetic import format_bench_synthetic, run_bench_synthetic

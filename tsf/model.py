@@ -30,6 +30,7 @@ Face's port) do at run time. The cls slot of the position embedding is never res
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -405,8 +406,20 @@ def resize_time_embed(time_embed: Tensor, num_frames: int, mode: str = "nearest"
 
 
 # --------------------------------------------------------------------------------------
-# For tests and benchmarks
+# Running it: a precision; and, for tests and benchmarks, signal on every path
 # --------------------------------------------------------------------------------------
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a precision: ``fp32`` (none) or ``bf16`` (``torch.autocast`` on ``device``)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
 
 
 def randomise_zero_inits(model: nn.Module, seed: int = 0, std: float = 0.1) -> nn.Module:

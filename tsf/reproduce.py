@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bench.provenance import label
+from .provenance import label
 from .bench.table import format_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 On the mp4 files of a folder, or on generated Kinetics-like ones; plus resizing while decoding
 against decoding at full size, on one HD file. Results carry
-:func:`tsf.bench.provenance.provenance`; the committed one is ``benchmarks/results/bench_data.json``.
+:func:`tsf.provenance.provenance`; the committed one is ``benchmarks/results/bench_data.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..data.datasets import VideoDataset
 from ..data.transforms import short_side_resize
 from ..data.video import ClipSampling, decode_frames, write_video
-from .provenance import provenance
+from ..provenance import provenance
 from .table import format_table
 from .timing import time_interleaved
 

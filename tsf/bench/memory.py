@@ -20,8 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ATTENTION_SCHEMES, preset
-from ..model import TimeSformer
-from .steps import autocast, is_oom
+from ..model import TimeSformer, autocast
+from .steps import is_oom
 
 MEMORY_FRAMES = (8, 16, 32, 64, 96)  # the memory curves: frames at the preset's crop ...
 MEMORY_CROPS = (224, 336, 448, 560)  # ... and crops at the preset's frame count

@@ -20,7 +20,7 @@ row reports the median clips per second and the quartiles.
 Stochastic depth is off in every case (``drop_path_rate=0``): transformers >= 5 types it as
 an integer, so the exported model could not have it, and it would make the steps differ.
 
-Results are JSON (:func:`tsf.bench.provenance.provenance`, and per case its date, command and
+Results are JSON (:func:`tsf.provenance.provenance`, and per case its date, command and
 load average) under ``benchmarks/results/``; :func:`format_results` is the README table and
 :func:`tsf.bench.plots.plot_results` the figure.
 """
@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from ..config import ATTENTION_SCHEMES, TimeSformerConfig, canonical_attention, preset
 from ..cost import count_macs
 from .memory import cpu_peak_growth, cuda_peak_growth, memory_curves
-from .provenance import command_line, load_average, provenance, utc_now, write_result
+from ..provenance import command_line, load_average, provenance, utc_now, write_result
 from .steps import HF_SCHEMES, MODES, build_models, check_parity, clip_batch, is_oom, make_step
 from .table import format_table
 from .timing import quartiles, time_interleaved

@@ -57,11 +57,7 @@ def plot_results(result: dict[str, Any], path: str | os.PathLike | None = None):
     date = min(c["date"] for c in result["cases"])[:10]
     fig.suptitle(f"tsf vs Hugging Face TimeSformer: {where}, torch {machine['versions']['torch']}, "
                  f"transformers {machine['versions'].get('transformers')}, {date}", fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return _save(fig, path)
 
 
 def plot_memory_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike | None = None, title: str = ""):
@@ -86,6 +82,11 @@ def plot_memory_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike |
     what = "training step" if all(r["training"] for r in rows) else "inference"
     batch = ", ".join(str(b) for b in dict.fromkeys(r["batch_size"] for r in rows))
     fig.suptitle(title or f"peak memory, {what}, batch {batch} (x: out of memory)", fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | os.PathLike | None) -> Any:
+    """Lay the figure out and, if ``path`` is given, write it there (its folder created)."""
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ..config import canonical_attention
 from .models import case_threads, find_case
-from .provenance import provenance
+from ..provenance import provenance
 from .steps import build_models, clip_batch, make_step
 from .table import format_table
 

@@ -20,7 +20,7 @@ from ..attention import FRAME, MAIN, SCHEMES, Grid
 from ..config import ATTENTION_SCHEMES, canonical_attention, preset
 from ..data.toy import moving_square
 from ..model import AttentionMaps, StepAttention, TimeSformer
-from .provenance import provenance, write_result
+from ..provenance import provenance, write_result
 from .table import format_table
 from .timing import time_interleaved
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
@@ -16,7 +15,7 @@ from torch import Tensor, nn
 
 from ..attention import SCHEMES
 from ..config import TimeSformerConfig
-from ..model import TimeSformer, randomise_zero_inits
+from ..model import TimeSformer, autocast, randomise_zero_inits
 from ..weights import to_hf
 
 # Hugging Face's space_only returns per-frame logits: not the same model, so not compared.
@@ -74,15 +73,6 @@ def check_parity(models: dict[str, nn.Module], batch: dict[str, tuple[Tensor, Te
     if not diff <= tolerance * max(scale, 1e-12):
         raise RuntimeError(f"tsf and Hugging Face logits differ: max difference {diff:.3g} at logit scale {scale:.3g}")
     return {"max_abs_diff": diff, "max_abs_logit": scale}
-
-
-def autocast(device: torch.device, precision: str):
-    """The autocast context of a precision: ``fp32`` (none) or ``bf16``."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
 
 
 def make_step(model: nn.Module, video: Tensor, labels: Tensor, mode: str, *, precision: str = "fp32",

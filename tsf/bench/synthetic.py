@@ -1,7 +1,7 @@
 """``python -m tsf bench-synthetic``: synthetic clip generation against small-model training throughput.
 
 If one process generates clips faster than the fastest scheme trains on them, training on the
-synthetic tasks is not data-bound. Results carry :func:`tsf.bench.provenance.provenance`; the
+synthetic tasks is not data-bound. Results carry :func:`tsf.provenance.provenance`; the
 committed one is ``benchmarks/results/bench_synthetic.json``.
 """
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ..config import preset
 from ..data.synthetic import TASKS, SyntheticVideos, cue_visibility
 from ..model import TimeSformer
-from .provenance import provenance
+from ..provenance import provenance
 from .table import format_table
 from .timing import time_interleaved
 

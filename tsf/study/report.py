@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..bench.provenance import label
+from ..provenance import label
 from ..bench.table import format_table
 
 SUMMARY_ORDER = ("quickstart", "table1", "control", "calibration", "cost", "table4", "frames", "data_size", "attention")

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import signal
 import socket
@@ -31,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data.datasets import mix_seed
-from ..model import TimeSformer
+from ..model import TimeSformer, autocast
+from ..provenance import machine, utc_now
 from ..version import __version__
 from ..weights import CheckpointError, load_pretrained, save_pretrained
 from .checkpoint import (
@@ -110,26 +110,15 @@ def _setup(config: TrainConfig) -> _Proc:
 
 
 def _autocast(config: TrainConfig, device: torch.device):
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise ValueError(precision)
+    """The run's precision: ``auto`` is bf16 autocast on CUDA, float32 on a CPU."""
+    auto = "bf16" if device.type == "cuda" else "fp32"
+    return autocast(device, auto if config.precision == "auto" else config.precision)
 
 
 def environment(proc: _Proc) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "tsf": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "host": socket.gethostname(), "device": str(proc.device),
-        "world_size": proc.world, "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    if proc.device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(proc.device)
-    return info
+    """``env.json``: the run's start, its processes and device, and the machine (:func:`tsf.provenance.machine`)."""
+    return {"time": utc_now(), "tsf": __version__, "host": socket.gethostname(), "device": str(proc.device),
+            "world_size": proc.world, "machine": machine(proc.device)}
 
 
 # -- optimiser and schedule -------------------------------------------------------------

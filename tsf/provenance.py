@@ -1,5 +1,8 @@
 """Where a result came from: the one record every result file carries.
 
+It imports nothing else of tsf, so benchmarks, training runs (``env.json``), the study's
+figures and ``make reproduce`` all describe the machine the same way.
+
 :func:`provenance` is ``{"date", "command", "machine"}``; :func:`machine` says what ran it
 (CPU, cores, threads, the load from other work, OS, library versions, the environment
 variables that change threading and allocation, the GPU if one is used). Figures carry the
