@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("annotations", help="Kinetics-style list, SSv2 JSON, or a folder with one folder per class")
     check.add_argument("--root", default=None, help="folder the annotation paths are relative to (default: its folder)")
     check.add_argument("--format", default="auto", choices=("auto", *DATASET_FORMATS))
-    check.add_argument("--labels", default=None, help="SSv2 labels JSON (optional for checking)")
+    check.add_argument("--labels", default=None,
+                       help="SSv2 labels JSON, or a Kinetics list's class names (optional for checking)")
     check.add_argument("--extension", default=".webm", help="SSv2 video extension (default .webm)")
     check.add_argument("--frames", type=int, default=None, help="clip length: also report videos too short for it")
     check.add_argument("--sampling", default="dense", choices=SAMPLINGS)
