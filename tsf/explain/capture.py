@@ -23,6 +23,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def batched(video: Tensor) -> Tensor:
+    """A clip ``(C, T, H, W)`` as a batch of one; a batch as it is."""
     if isinstance(video, Tensor) and video.ndim == 4:
         return video.unsqueeze(0)  # one clip (C, T, H, W)
     return video

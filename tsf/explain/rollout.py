@@ -23,7 +23,7 @@ def rollout_tokens(maps: AttentionMaps, *, head: Head = "mean", discard_ratio: f
 
 def rollout(maps: AttentionMaps, *, head: Head = "mean", discard_ratio: float = 0.0,
             upto: int | None = None, query: Query | None = None) -> Tensor:
-    """Attention rollout as a map ``(B, T, H, W)`` over the patches (see the module docstring).
+    """Attention rollout as a map ``(B, T, H, W)`` over the patches (see the package docstring).
 
     The map and the share left on the input cls (:func:`rollout_tokens`, column 0) sum to one.
     """

@@ -63,7 +63,8 @@ def plot_flops(frame: pd.DataFrame, out: Output | None = None, name: str = "cost
         axes[1, col].text(part.value.min(), paper.FIGURE3_JOINT_OOM["gpu_memory_gb"] * 1.15, "32 GB (paper's GPU)",
                           color="crimson", fontsize=8)
         axes[1, col].set_yscale("log")
-        axes[1, col].set_xlabel("crop side (px), 8 frames" if axis == "crop" else "frames, 224 px crop")
+        fixed = ", ".join(str(v) for v in part["frames" if axis == "crop" else "crop"].unique())
+        axes[1, col].set_xlabel(f"crop side (px), {fixed} frames" if axis == "crop" else f"frames, {fixed} px crop")
         axes[1, col].set_xticks(sorted(part.value.unique()))
     axes[0, 0].set_ylabel("TFLOPs per view (1 MAC = 1 FLOP)")
     axes[1, 0].set_ylabel("training-step memory, GB\n(analytic estimate, float32, 1 clip)")
