@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 PRESET  ?= cpu
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv test reproduce calibrate lab info clean
+.PHONY: venv test test-fast reproduce calibrate lab info clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Everything but the tests marked slow (notebooks, browser, DDP, signals, profiler): under 2 minutes.
+# One thread: its models are tiny, and on a busy machine two OpenMP threads wait on each other.
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
 
 # The study: every notebook through papermill into runs/reproduce-$(PRESET)/, tables,
 # figures and SUMMARY.md into figures/$(PRESET)/. PRESET=smoke takes about a minute.

@@ -7,39 +7,36 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 import tsf
-from tsf import bench
+from tsf.bench import memory, models, profile, steps, timing
 from tsf.__main__ import main
+from tsf.study import cost
 
-from .test_readme import _block
+from .helpers import readme_block
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-
-TINY = bench.Case("tiny", "tiny", schemes=("divided", "local_global"), batch_size=2, warmup=1, repeats=2)
+TINY = models.Case("tiny", "tiny", schemes=("divided", "local_global"), batch_size=2, warmup=1, repeats=2)
 
 
 def test_quartiles_and_model_flops_utilisation():
-    assert bench.quartiles([3.0]) == (3.0, 3.0, 3.0)
-    assert bench.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
+    assert timing.quartiles([3.0]) == (3.0, 3.0, 3.0)
+    assert timing.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
     # count_macs counts multiply-adds: 2 FLOPs each; a training step is three forward passes' worth
-    assert bench.model_flops_utilisation(10**9, 100.0, 1.0, "infer") == pytest.approx(0.2)
-    assert bench.model_flops_utilisation(10**9, 100.0, 1.0, "train") == pytest.approx(0.6)
-    assert bench.model_flops_utilisation(tsf.count_macs(tsf.preset("base")), 1000.0, 989.0, "infer") == \
+    assert models.model_flops_utilisation(10**9, 100.0, 1.0, "infer") == pytest.approx(0.2)
+    assert models.model_flops_utilisation(10**9, 100.0, 1.0, "train") == pytest.approx(0.6)
+    assert models.model_flops_utilisation(tsf.count_macs(tsf.preset("base")), 1000.0, 989.0, "infer") == \
         pytest.approx(2 * 196.3e9 * 1000 / 989e12, rel=0.01)
     with pytest.raises(ValueError, match="mode"):
-        bench.model_flops_utilisation(1, 1.0, 1.0, "eval")
+        models.model_flops_utilisation(1, 1.0, 1.0, "eval")
 
 
 def test_rounds_are_interleaved_and_rotated_and_warmup_is_dropped():
     calls: list[str] = []
-    seconds = bench.time_interleaved({k: (lambda k=k: calls.append(k)) for k in "abc"}, warmup=2, repeats=3,
+    seconds = timing.time_interleaved({k: (lambda k=k: calls.append(k)) for k in "abc"}, warmup=2, repeats=3,
                                      progress=False)
     assert calls == list("abc" "bca" "cab" "abc" "bca")
     assert {k: len(v) for k, v in seconds.items()} == {"a": 3, "b": 3, "c": 3}
@@ -47,28 +44,28 @@ def test_rounds_are_interleaved_and_rotated_and_warmup_is_dropped():
 
 
 def test_matmul_rate_is_measured():
-    rate = bench.matmul_rate("cpu", n=128, repeats=2)
+    rate = models.matmul_rate("cpu", n=128, repeats=2)
     assert rate["n"] == 128 and rate["dtype"] == "float32" and rate["tflops"] > 0
 
 
 def test_same_weights_same_logits_and_a_mismatch_is_an_error():
     cfg = TINY.config("divided")
-    models = bench.build_models(cfg)
-    assert set(models) == {"tsf", "hf"} and set(bench.build_models(TINY.config("axial"))) == {"tsf"}
-    batch = bench.clip_batch(cfg, 2)
+    models = steps.build_models(cfg)
+    assert set(models) == {"tsf", "hf"} and set(steps.build_models(TINY.config("axial"))) == {"tsf"}
+    batch = steps.clip_batch(cfg, 2)
     assert torch.equal(batch["hf"][0], batch["tsf"][0].transpose(1, 2))
-    parity = bench.check_parity(models, batch)
+    parity = steps.check_parity(models, batch)
     assert parity["max_abs_diff"] <= 1e-5 * parity["max_abs_logit"]
     assert models["tsf"].blocks[0].temporal_fc.weight.abs().sum() > 0  # the zero-init paths carry signal
     with torch.no_grad():  # a random change (a constant one vanishes in the LayerNorms)
         weight = models["hf"].hf.timesformer.encoder.layer[0].temporal_dense.weight
         weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
     with pytest.raises(RuntimeError, match="logits differ"):
-        bench.check_parity(models, batch)
+        steps.check_parity(models, batch)
 
 
 def test_cpu_peak_growth_sees_what_a_step_allocates():
-    grown = bench.cpu_peak_growth(lambda: torch.ones(16 * 2**20).sum())  # 64 MiB, touched
+    grown = memory.cpu_peak_growth(lambda: torch.ones(16 * 2**20).sum())  # 64 MiB, touched
     assert 48 * 2**20 < grown < 256 * 2**20
 
 
@@ -89,14 +86,15 @@ def test_fill_batch_takes_the_largest_batch_every_fitting_model_manages():
     cfg = tsf.preset("tiny")
     ours = tsf.TimeSformer(cfg)
     cpu = torch.device("cpu")
-    assert bench.fill_batch(cfg, {"tsf": ours}, cpu, "fp32", limit=8) == 8
-    assert bench.fill_batch(cfg, {"tsf": ours, "hf": _Fussy(ours, 3)}, cpu, "fp32", limit=8) == 2
-    assert bench.fill_batch(cfg, {"hf": _Fussy(ours, 5)}, cpu, "fp32", limit=8) == 4
-    assert bench.fill_batch(cfg, {"tsf": ours, "hf": _Fussy(ours, 0)}, cpu, "fp32", limit=4) == 4  # HF: none fit
+    assert models.fill_batch(cfg, {"tsf": ours}, cpu, "fp32", limit=8) == 8
+    assert models.fill_batch(cfg, {"tsf": ours, "hf": _Fussy(ours, 3)}, cpu, "fp32", limit=8) == 2
+    assert models.fill_batch(cfg, {"hf": _Fussy(ours, 5)}, cpu, "fp32", limit=8) == 4
+    assert models.fill_batch(cfg, {"tsf": ours, "hf": _Fussy(ours, 0)}, cpu, "fp32", limit=4) == 4  # HF: none fit
 
 
+@pytest.mark.slow  # timed rounds, a memory probe process
 def test_run_case_times_both_and_reports_rates_memory_and_ratios():
-    result = bench.run_case(TINY, progress=False, command=["python", "-m", "tsf", "bench", "test"])
+    result = models.run_case(TINY, progress=False, command=["python", "-m", "tsf", "bench", "test"])
     rows = {(r["impl"], r["scheme"], r["mode"]): r for r in result["rows"]}
     assert set(rows) == {(i, s, m) for s, impls in (("divided", ("tsf", "hf")), ("local_global", ("tsf",)))
                          for i in impls for m in ("train", "infer")}
@@ -115,7 +113,7 @@ def test_run_case_times_both_and_reports_rates_memory_and_ratios():
 def test_a_case_with_one_thread_restores_the_thread_count():
     before = torch.get_num_threads()
     case = dataclasses.replace(TINY, schemes=("space",), modes=("train",), threads=1, repeats=1, warmup=0)
-    result = bench.run_case(case, memory=False, progress=False)
+    result = models.run_case(case, memory=False, progress=False)
     assert result["threads"] == 1 and result["matmul"]["threads"] == 1
     assert torch.get_num_threads() == before
 
@@ -130,7 +128,7 @@ def test_memory_curves_loop_records_every_point_and_out_of_memory():
             raise torch.OutOfMemoryError("out of memory (a test)")
         return 1000 * len(seen)
 
-    rows = bench.memory_curves(("joint", "divided"), crops=(16, 24), frames=(2, 4), model_preset="tiny",
+    rows = memory.memory_curves(("joint", "divided"), crops=(16, 24), frames=(2, 4), model_preset="tiny",
                                precision="fp32", device="cpu", measure=fake, progress=False)
     assert [(r["scheme"], r["axis"], r["value"]) for r in rows] == [
         (s, a, v) for s in ("joint", "divided") for a, vs in (("crop", (16, 24)), ("frames", (2, 4))) for v in vs]
@@ -138,39 +136,38 @@ def test_memory_curves_loop_records_every_point_and_out_of_memory():
     assert rows[0]["peak_gb"] == 1e-6 and rows[3]["peak_gb"] is None
     assert (rows[0]["frames"], rows[0]["crop"], rows[2]["frames"], rows[2]["crop"]) == (4, 16, 2, 16)
     with pytest.raises(RuntimeError, match="CUDA"):
-        bench.memory_curves(device="cpu")
+        memory.memory_curves(device="cpu")
 
 
 def test_run_bench_adds_the_memory_curves(monkeypatch):
-    monkeypatch.setattr(bench, "memory_curves", lambda **kw: [{"scheme": "joint", "device": str(kw["device"])}])
-    result = bench.run_bench([], device="cpu", with_memory_curves=True, progress=False)
+    monkeypatch.setattr(models, "memory_curves", lambda **kw: [{"scheme": "joint", "device": str(kw["device"])}])
+    result = models.run_bench([], device="cpu", with_memory_curves=True, progress=False)
     assert result["cases"] == [] and result["memory_curves"]["rows"] == [{"scheme": "joint", "device": "cpu"}]
     assert "max_memory_allocated" in result["memory_curves"]["what"]
 
 
 def test_study_memory_panel_uses_the_bench_implementation():
-    from tsf.study import cost
-
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA GPU"):
             cost.measure_gpu_memory()
-    assert "tsf.bench.memory_curves" in cost.measure_gpu_memory.__doc__
+    assert "tsf.bench.memory.memory_curves" in cost.measure_gpu_memory.__doc__
 
 
 def test_suites_cover_what_the_issue_asks():
-    cpu = {c.name: c for c in bench.CPU_CASES}
+    cpu = {c.name: c for c in models.CPU_CASES}
     assert cpu["small-train"].preset == "small" and cpu["small-train"].batch_size == 32
     assert "train" in cpu["small-train"].modes and cpu["base-infer"].batch_size == 1
-    gpu = bench.GPU_CASES
+    gpu = models.GPU_CASES
     assert {(c.preset, c.compile) for c in gpu} == {(p, k) for p in ("base", "hr", "large") for k in (False, True)}
     assert all(c.precision == "bf16" and c.batch_size is None for c in gpu)
     assert all(set(c.schemes) == set(tsf.config.ATTENTION_SCHEMES) for c in gpu if not c.compile)
-    assert bench.MEMORY_FRAMES[0] == 8 and bench.MEMORY_FRAMES[-1] == 96
-    assert bench.MEMORY_CROPS[0] == 224 and bench.MEMORY_CROPS[-1] == 560
+    assert memory.MEMORY_FRAMES[0] == 8 and memory.MEMORY_FRAMES[-1] == 96
+    assert memory.MEMORY_CROPS[0] == 224 and memory.MEMORY_CROPS[-1] == 560
     with pytest.raises(ValueError, match="unknown benchmark case"):
-        bench.find_case("nope")
+        models.find_case("nope")
 
 
+@pytest.mark.slow  # two bench runs
 def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, capsys):
     out, figure = tmp_path / "r.json", tmp_path / "f.png"
     common = ["--attention", "divided", "--repeats", "1", "--warmup", "0", "--batch-size", "2", "--no-memory",
@@ -184,49 +181,49 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
     assert "note" not in result["cases"][0] and result["cases"][1]["note"] == "a test"
     assert result["cases"][0]["command"].startswith("python -m tsf bench")
     assert result["machine"]["versions"]["transformers"] and figure.stat().st_size > 10_000
-    assert bench.format_results(result) in printed
+    assert models.format_results(result) in printed
     if not torch.cuda.is_available():
         assert main(["bench", "--memory-curves"]) == 2
         assert main(["bench", "--device", "cuda"]) == 2
     with pytest.raises(ValueError, match="another device"):
-        bench.merge_results({**result, "device": "cuda"}, result)
+        models.merge_results({**result, "device": "cuda"}, result)
 
 
-def test_readme_performance_table_is_the_committed_results():
-    result = json.loads((RESULTS / "bench_cpu.json").read_text())
+def test_readme_performance_table_is_the_committed_results(committed):
+    result = committed("bench_cpu")
     assert result["device"] == "cpu"
     assert all(c["command"].startswith("python -m tsf bench") for c in result["cases"])
-    assert {c["case"]["name"] for c in result["cases"]} == {c.name for c in bench.CPU_CASES}
-    assert _block("bench-cpu") == bench.format_results(result)
-    before = json.loads((RESULTS / "bench_cpu_before.json").read_text())
-    assert _block("bench-cpu-before") == bench.format_results(before)
-    profile = json.loads((RESULTS / "profile_cpu_small_divided_train.json").read_text())
-    assert profile["command"].startswith("python -m tsf bench-profile")
-    assert _block("bench-profile") == bench.format_profile(profile)
+    assert {c["case"]["name"] for c in result["cases"]} == {c.name for c in models.CPU_CASES}
+    assert readme_block("bench-cpu") == models.format_results(result)
+    before = committed("bench_cpu_before")
+    assert readme_block("bench-cpu-before") == models.format_results(before)
+    profiled = committed("profile_cpu_small_divided_train")
+    assert profiled["command"].startswith("python -m tsf bench-profile")
+    assert readme_block("bench-profile") == profile.format_profile(profiled)
 
 
 def test_op_families_sort_the_operators_that_matter():
-    assert bench.op_family("aten::addmm") == bench.op_family("aten::bmm") == "matmul"
-    assert bench.op_family("aten::_scaled_dot_product_flash_attention_for_cpu_backward") == "attention kernel"
-    assert bench.op_family("aten::native_layer_norm_backward") == "layer norm"
-    assert bench.op_family("aten::copy_") == "copies and reshapes"
-    assert bench.op_family("aten::something_new") == "other"
+    assert profile.op_family("aten::addmm") == profile.op_family("aten::bmm") == "matmul"
+    assert profile.op_family("aten::_scaled_dot_product_flash_attention_for_cpu_backward") == "attention kernel"
+    assert profile.op_family("aten::native_layer_norm_backward") == "layer norm"
+    assert profile.op_family("aten::copy_") == "copies and reshapes"
+    assert profile.op_family("aten::something_new") == "other"
 
 
+@pytest.mark.slow  # the profiler
 def test_profile_reports_both_models_by_family(capsys):
-    result = bench.profile_steps("small-train", "divided_space_time", rounds=1, warmup=1, batch_size=2)
+    result = profile.profile_steps("small-train", "divided_space_time", rounds=1, warmup=1, batch_size=2)
     assert set(result["impls"]) == {"tsf", "hf"} and result["scheme"] == "divided"
     for impl in result["impls"].values():
         families = impl["self_ms_by_family"]
         assert families["matmul"] > 0 and impl["self_ms_total"] == pytest.approx(sum(families.values()))
         assert impl["top_ops"] == sorted(impl["top_ops"], key=lambda o: -o["self_ms"])
-    table = bench.format_profile(result)
+    table = profile.format_profile(result)
     assert "| matmul |" in table and table.splitlines()[0].endswith("| tsf | hf |")
 
 
+@pytest.mark.slow  # the profiler
 def test_cli_profile_writes_its_command(tmp_path, capsys):
-    from tsf.__main__ import main
-
     out = tmp_path / "profile.json"
     assert main(["bench-profile", "--attention", "joint", "--mode", "infer", "--rounds", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +22,16 @@ import pytest
 import torch
 
 import tsf
-from tsf import explain
+from tsf.data import moving_square
+
+from .helpers import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's chromium is not installed at /usr/bin/chromium "
-                                       "(apt-get install chromium; .ci/run does it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
+                                                               "(apt-get install chromium; .ci/run does it)")]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ROOT = Path(__file__).resolve().parents[1]
 WAIT_MS = 30_000
 
 
@@ -61,7 +60,7 @@ def test_standalone_page_frame_slider_changes_the_heat_map(browser, tmp_path):
 
     torch.manual_seed(0)
     cfg = tsf.preset("small", attention="divided", depth=2)
-    clip, _ = explain.moving_square(cfg.num_frames, cfg.img_size, seed=3)
+    clip, _ = moving_square(cfg.num_frames, cfg.img_size, seed=3)
     page_path = AttentionExplorer(tsf.TimeSformer(cfg), clip).to_html(tmp_path / "pages" / "attention.html")
     page = browser.new_page(viewport={"width": 900, "height": 1000})
     errors: list[str] = []
@@ -88,12 +87,6 @@ def test_standalone_page_frame_slider_changes_the_heat_map(browser, tmp_path):
     page.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def jupyterlab(tmp_path):
     """JupyterLab on loopback with a random token, its own HOME and Jupyter dirs; shut down after."""
@@ -106,7 +99,7 @@ def jupyterlab(tmp_path):
     nb.cells.insert(at, nbformat.v4.new_code_cell(
         f'preset = "smoke"\noutput_dir = {str(root / "figures")!r}\nruns_dir = {str(tmp_path / "runs")!r}'))
     nbformat.write(nb, root / "notebooks" / "06_attention_maps.ipynb")
-    port, token = free_port(), secrets.token_hex(16)
+    token = secrets.token_hex(16)
     settings = tmp_path / "lab-settings" / "@jupyterlab"
     for extension, plugin, value in [
             ("notebook-extension", "tracker", {"windowingMode": "none"}),  # keep every cell in the DOM
@@ -118,28 +111,29 @@ def jupyterlab(tmp_path):
                IPYTHONDIR=str(tmp_path / "ipython"), MPLCONFIGDIR=str(tmp_path / "mpl"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"))
     log = open(tmp_path / "jupyterlab.log", "w")
+    # --port=0: the server takes a free port itself and says which in its jpserver-PID.json
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--port=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          "--LabApp.extension_manager=readonly"] + (["--allow-root"] if os.geteuid() == 0 else []),
         env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    info = tmp_path / "jrun" / f"jpserver-{proc.pid}.json"
+    base = None
     try:
         deadline = time.monotonic() + 90
         while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
+            base = base or _server_url(info)
+            if base is not None and _answers(f"{base}/api/status?token={token}"):
+                break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("JupyterLab did not start: " + (tmp_path / "jupyterlab.log").read_text()[-3000:])
             time.sleep(0.5)
         yield base, token, root
     finally:
         try:
+            if base is None:
+                raise OSError("the server never said its port")
             req = urllib.request.Request(f"{base}/api/shutdown", method="POST",
                                          headers={"Authorization": f"token {token}"})
             urllib.request.urlopen(req, timeout=10)
@@ -152,6 +146,22 @@ def jupyterlab(tmp_path):
                 proc.kill()
                 proc.wait(timeout=15)
         log.close()
+
+
+def _server_url(info: Path) -> str | None:
+    """The server's address from its jpserver-PID.json, once written."""
+    try:
+        return f"http://127.0.0.1:{json.loads(info.read_text())['port']}"
+    except (OSError, json.JSONDecodeError, KeyError):  # not there yet, or still being written
+        return None
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 def set_slider(page, label: str, value: int) -> None:

@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import tsf
+from tsf.attention import SCHEMES
 from tsf.config import ATTENTION_SCHEMES, PRESETS
 from tsf.cost import attention_matrix_elements, mac_breakdown
 
@@ -16,13 +17,27 @@ PAPER_PARAMS = {"space": 85_932_462, "joint": 85_938_606, "divided": 121_392_558
 PAPER_PARAMS_M = {"local_global": 121.4, "axial": 156.8}
 # Table 3: inference TFLOPs for 3 views (3 crops x 1 clip), divided attention.
 PAPER_TFLOPS = {"base": 0.59, "hr": 5.11, "large": 7.14}
+# Every preset under every scheme, with the preset's own class count. A new preset or scheme
+# fails test_every_preset_has_a_pinned_count until its count is written here.
+PRESET_PARAMS = {
+    "base": {"space": 86_106_256, "joint": 86_112_400, "divided": 121_566_352, "local_global": 121_566_352,
+             "axial": 157_020_304},
+    "hr": {"space": 86_557_840, "joint": 86_570_128, "divided": 122_024_080, "local_global": 122_024_080,
+           "axial": 157_478_032},
+    "large": {"space": 86_106_256, "joint": 86_179_984, "divided": 121_633_936, "local_global": 121_633_936,
+              "axial": 157_087_888},
+    "small": {"space": 821_642, "joint": 822_666, "divided": 1_153_930, "local_global": 1_153_930, "axial": 1_485_194},
+    "medium": {"space": 4_807_946, "joint": 4_812_042, "divided": 6_788_874, "local_global": 6_788_874,
+               "axial": 8_765_706},
+    "tiny": {"space": 19_461, "joint": 19_589, "divided": 30_277, "local_global": 30_277, "axial": 40_965},
+}
 
 
 def closed_form_params(cfg: tsf.TimeSformerConfig) -> int:
     """ViT arithmetic written out by hand, independent of the module tree."""
     D, P, C, K = cfg.embed_dim, cfg.patch_size, cfg.in_chans, cfg.num_classes
     hidden = int(D * cfg.mlp_ratio)
-    n_extra = {"space": 0, "joint": 0, "divided": 1, "local_global": 1, "axial": 2}[cfg.attention]
+    n_extra = len(SCHEMES[cfg.attention].extra_steps)
     attention = (3 * D * D + 3 * D * cfg.qkv_bias) + (D * D + D)
     block = 2 * D + attention + 2 * D + (D * hidden + hidden + hidden * D + D)
     block += n_extra * (2 * D + attention + D * D + D)
@@ -39,6 +54,17 @@ def test_table1_parameter_counts(attention):
         assert count == PAPER_PARAMS[attention]
     else:
         assert round(count / 1e6, 1) == PAPER_PARAMS_M[attention]
+
+
+def test_every_preset_has_a_pinned_count():
+    assert {(p, a) for p in PRESETS for a in ATTENTION_SCHEMES} == {(p, a) for p in PRESET_PARAMS
+                                                                    for a in PRESET_PARAMS[p]}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("attention", ATTENTION_SCHEMES)
+def test_every_preset_has_its_pinned_parameter_count(name, attention):
+    assert tsf.count_params(tsf.preset(name, attention=attention)) == PRESET_PARAMS[name][attention]
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
-from tsf.data.bench import (
-    bench_generation,
-    bench_loader,
-    bench_training,
-    format_bench_data,
-    format_bench_synthetic,
-    format_cue_visibility,
-    make_bench_videos,
-)
+from tsf.bench.data import bench_loader, format_bench_data, make_bench_videos
+from tsf.bench.synthetic import bench_generation, bench_training, format_bench_synthetic, format_cue_visibility
 
-from .test_readme import _block
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from .helpers import ROOT, readme_block
 
 
 def test_bench_functions_run_on_small_inputs(tmp_path):
@@ -29,16 +17,15 @@ def test_bench_functions_run_on_small_inputs(tmp_path):
     assert bench_training("divided", preset_name="tiny", batch_size=2, steps=1, warmup=1)["clips_per_s"] > 0
 
 
-def test_readme_data_numbers_come_from_the_committed_results():
-    data = json.loads((RESULTS / "bench_data.json").read_text())
-    synthetic = json.loads((RESULTS / "bench_synthetic.json").read_text())
+def test_readme_data_numbers_come_from_the_committed_results(committed):
+    data, synthetic = committed("bench_data"), committed("bench_synthetic")
     for result in (data, synthetic):
         assert {"date", "command", "machine"} <= set(result) and result["machine"]["versions"]["torch"]
     assert data["command"].startswith("python -m tsf bench-data")
     assert synthetic["command"].startswith("python -m tsf bench-synthetic")
-    assert _block("bench-data") == format_bench_data(data).strip()
-    assert _block("bench-synthetic") == format_bench_synthetic(synthetic).strip()
-    assert _block("cue-visibility") == format_cue_visibility(synthetic).strip()
+    assert readme_block("bench-data") == format_bench_data(data).strip()
+    assert readme_block("bench-synthetic") == format_bench_synthetic(synthetic).strip()
+    assert readme_block("cue-visibility") == format_cue_visibility(synthetic).strip()
     readme = (ROOT / "README.md").read_text()
     assert f"generates clips {synthetic['generation_over_fastest_training']:.0f}x faster" in readme
     assert (f"about\n{data['machine']['load_average_1min']:.1f} and {synthetic['machine']['load_average_1min']:.1f}"

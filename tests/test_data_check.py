@@ -81,6 +81,7 @@ def flaky_probe(path: str, sampling, full: bool):
     return check_video(path, sampling, full)
 
 
+@pytest.mark.slow  # waits out a hanging decoder
 def test_isolated_worker_survives_decoder_crash_and_hang(dataset):
     good = str(dataset / "ok" / "a.mp4")
     paths = [good, "/x/segfault.mp4", good, "/x/hang.mp4", good]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import replace
 
@@ -11,9 +12,11 @@ import torch
 
 import tsf
 from tsf import explain
+from tsf.__main__ import main
+from tsf.bench.rollout import maps_bytes, random_maps, run_rollout_benchmark
 from tsf.config import ATTENTION_SCHEMES
-
-from .test_model import randomise_zero_inits
+from tsf.data import moving_square
+from tsf.model import randomise_zero_inits
 
 
 def model_and_clip(attention, frames=3, height=20, width=16, batch=2, seed=0, **kw):
@@ -294,7 +297,7 @@ def test_mask_scores_share_against_chance():
 def test_score_models_returns_a_tidy_table():
     cfg = tsf.preset("tiny", img_size=16, patch_size=4, num_frames=4, depth=2)
     models = [(a, tsf.TimeSformer(cfg.replace(attention=a))) for a in ("space", "divided")]
-    samples = [explain.moving_square(4, 16, seed=s) for s in range(2)]
+    samples = [moving_square(4, 16, seed=s) for s in range(2)]
     clip, mask = samples[0]
     assert clip.shape == (3, 4, 16, 16) and mask.shape == (4, 16, 16) and mask.dtype == torch.bool
     assert all(mask[t].sum() == 16 for t in range(4))
@@ -318,7 +321,7 @@ def test_score_models_returns_a_tidy_table():
 def test_random_maps_have_the_layout_the_model_records(attention):
     model, video = model_and_clip(attention)
     _, maps = explain.attention_maps(model, video)
-    fake = explain.random_maps(attention, maps[0][0].grid, depth=3, heads=2, batch=2)
+    fake = random_maps(attention, maps[0][0].grid, depth=3, heads=2, batch=2)
     for steps, fsteps in zip(maps, fake):
         for s, f in zip(steps, fsteps):
             assert (s.step, s.grouping, s.grid, s.cls) == (f.step, f.grouping, f.grid, f.cls)
@@ -328,11 +331,6 @@ def test_random_maps_have_the_layout_the_model_records(attention):
 
 
 def test_explain_bench_cli_writes_its_rows(tmp_path, capsys):
-    import json
-
-    from tsf.__main__ import main
-    from tsf.explain_bench import maps_bytes, run_rollout_benchmark
-
     out = tmp_path / "speed.json"
     assert main(["explain-bench", "--preset", "tiny", "--frames", "3", "--repeats", "1", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
@@ -340,17 +338,13 @@ def test_explain_bench_cli_writes_its_rows(tmp_path, capsys):
     assert all(r["rollout_s"] > 0 and r["tokens"] == 1 + 3 * 16 for r in data["rows"])
     assert "explain-bench" in data["meta"]["command"]
     # the memory estimate is what random_maps allocates
-    maps = explain.random_maps("local_global", (3, 5, 4), depth=2, heads=3)
+    maps = random_maps("local_global", (3, 5, 4), depth=2, heads=3)
     assert maps_bytes("local_global", (3, 5, 4), 2, 3) == sum(w.numel() * 4 for s in maps for st in s for w in st.weights)
     (row,) = run_rollout_benchmark("base", [96], schemes=["joint"], max_gb=1)
     assert "skipped" in row and "rollout_s" not in row
 
 
 def test_attention_scores_cli_writes_summary_rows_and_figure(tmp_path, capsys):
-    import json
-
-    from tsf.__main__ import main
-
     out, fig = tmp_path / "scores.json", tmp_path / "scores.png"
     assert main(["attention-scores", "--preset", "tiny", "--samples", "1", "--out", str(out), "--figure", str(fig)]) == 0
     data = json.loads(out.read_text())

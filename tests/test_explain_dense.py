@@ -15,8 +15,8 @@ import torch
 import tsf
 from tsf import explain
 from tsf.config import ATTENTION_SCHEMES
+from tsf.model import randomise_zero_inits
 
-from .test_model import randomise_zero_inits
 
 GRIDS = [(16, 4, 4), (20, 4, 3), (24, 8, 5), (12, 4, 1)]  # (img, patch, frames): even, odd, one-frame
 

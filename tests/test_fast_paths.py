@@ -18,9 +18,9 @@ import torch
 
 import tsf
 from tsf.attention import FRAME, FULL, HEIGHT, TIME, WIDTH, Grouping
-from tsf.model import Block
+from tsf.model import Block, randomise_zero_inits
 
-from .test_model import clip, randomise_zero_inits, tiny
+from .helpers import clip, tiny
 
 
 def _plain(model: tsf.TimeSformer) -> tsf.TimeSformer:

@@ -8,34 +8,13 @@ import torch
 import tsf
 from tsf.attention import SCHEMES
 from tsf.config import ATTENTION_SCHEMES
-from tsf.model import resize_pos_embed, resize_time_embed
+from tsf.model import randomise_zero_inits, resize_pos_embed, resize_time_embed
 
+from .helpers import clip, tiny
 from .reference import groups_by_coordinates, reference_forward
 
 # (img_size, patch_size, frames): even, odd and one-row grids; one frame to many
 GRIDS = [(16, 4, 4), (20, 4, 3), (12, 4, 1), (24, 8, 5), (8, 4, 2)]
-
-
-def tiny(attention: str, img: int = 16, patch: int = 4, frames: int = 4, **kw) -> tsf.TimeSformerConfig:
-    return tsf.preset("tiny", attention=attention, img_size=img, patch_size=patch, num_frames=frames, **kw)
-
-
-def randomise_zero_inits(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give the zero-initialised linears and the time embedding random values, so that every
-    path through the model carries signal (at init they are exact identities)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "_fc." in name or name == "time_embed":
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-
-
-def clip(config: tsf.TimeSformerConfig, batch: int = 2, seed: int = 0, **size) -> torch.Tensor:
-    T = size.get("frames", config.num_frames)
-    H = size.get("height", config.img_size)
-    W = size.get("width", config.img_size)
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, config.in_chans, T, H, W, generator=g)
 
 
 @pytest.mark.parametrize("attention", ATTENTION_SCHEMES)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
 
-from tsf.reproduce import NOTEBOOKS, ReproduceError, reproduce, select
+from tsf.reproduce import NOTEBOOKS, ReproduceError, reproduce, select, timing_table
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT, readme_block
+
 NOTEBOOK_DIR = ROOT / "notebooks"
 
 
@@ -45,6 +45,7 @@ def smoke_run(tmp_path_factory):
     return root, done, lines
 
 
+@pytest.mark.slow
 def test_every_notebook_runs_and_reports_progress(smoke_run):
     root, done, lines = smoke_run
     assert [r.name for r in done] == list(NOTEBOOKS)
@@ -59,6 +60,7 @@ def test_every_notebook_runs_and_reports_progress(smoke_run):
     assert set(timing["notebooks"]) == set(NOTEBOOKS) and timing["preset"] == "smoke"
 
 
+@pytest.mark.slow
 def test_the_tables_hold_what_the_figures_show(smoke_run):
     figures = smoke_run[0] / "figures"
     table1 = pd.read_csv(figures / "table1.csv")
@@ -82,6 +84,7 @@ def test_the_tables_hold_what_the_figures_show(smoke_run):
     assert (figures / "attention_divided.html").exists() and (figures / "plotly.min.js").exists()
 
 
+@pytest.mark.slow
 def test_the_summary_puts_every_number_beside_the_papers(smoke_run):
     summary = (smoke_run[0] / "figures" / "SUMMARY.md").read_text()
     assert "Preset `smoke`" in summary
@@ -91,6 +94,7 @@ def test_the_summary_puts_every_number_beside_the_papers(smoke_run):
     assert "| TimeSformer-HR (16 x 448): TFLOPs, 3 views | 5.108 | 5.11 | yes |" in summary
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_is_named_with_its_cell_and_keeps_its_output(tmp_path):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
@@ -115,16 +119,12 @@ def test_a_failing_notebook_is_named_with_its_cell_and_keeps_its_output(tmp_path
 
 def test_the_committed_cpu_study_is_a_complete_run_within_the_hour():
     """figures/cpu/ comes from one `make reproduce` run of every notebook; README states its time."""
-    from tsf.reproduce import timing_table
-
-    from .test_readme import _block
-
     folder = ROOT / "figures" / "cpu"
     timing = json.loads((folder / "reproduce.json").read_text())
     assert timing["command"] == "python -m tsf reproduce --preset cpu" and timing["preset"] == "cpu"
     assert tuple(timing["notebooks"]) == NOTEBOOKS
     assert timing["total_seconds"] <= 3600, "the cpu preset must finish within an hour on the 2-core machine"
-    assert _block("reproduce-time") == timing_table(timing)
+    assert readme_block("reproduce-time") == timing_table(timing)
     summary = (folder / "SUMMARY.md").read_text()
     assert "Preset `cpu`" in summary and "## Table 1" in summary
     for name in ("table1.csv", "table4.csv", "cost_flops.png", "calibration.csv", "order_control.csv"):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,8 @@ from tsf.train import OptimConfig, TrainConfig, apply_overrides, evaluate, fit, 
 from tsf.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from tsf.weights import CheckpointError
 
+from .helpers import ROOT, wait_for
 from .toy import ColourClips
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def smoke(tmp: Path, **overrides) -> TrainConfig:
@@ -32,12 +29,6 @@ def smoke(tmp: Path, **overrides) -> TrainConfig:
 def losses(run_dir: Path) -> list[tuple[int, float]]:
     lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [(l["step"], l["loss"]) for l in lines if l["event"] == "step"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -100,7 +91,7 @@ def test_run_folder_contents(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "env.json", "metrics.jsonl", "checkpoints",
                                                    "model", "result.json"}
     env = json.loads((tmp_path / "env.json").read_text())
-    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["machine"]["versions"]["torch"] == torch.__version__ and env["device"] == "cpu"
     assert json.loads((tmp_path / "config.json").read_text())["model"]["num_classes"] == 4
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [l["event"] for l in lines].count("step") == result.steps == 4
@@ -165,6 +156,7 @@ KILL_WHILE_SAVING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess trains until killed
 def test_a_process_killed_while_writing_a_checkpoint_loses_nothing(tmp_path):
     script = KILL_WHILE_SAVING.format(root=str(ROOT), out=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -190,14 +182,15 @@ SIGNAL_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_save_a_checkpoint_and_exit_cleanly(tmp_path, sig):
     script = SIGNAL_RUN.format(root=str(ROOT), out=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 6):
-        time.sleep(0.1)
+    # the signal goes only once six steps are logged (the run's handlers are installed by then)
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 6, proc, 120,
+             "six logged steps")
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err
@@ -208,6 +201,7 @@ def test_signals_save_a_checkpoint_and_exit_cleanly(tmp_path, sig):
     assert state["step"] == logged[-1][0] >= 6  # the checkpoint is at the last logged step
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
@@ -224,8 +218,9 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "16"], capture_output=True, text=True,
                          env=env, timeout=300)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={free_port()}", str(script), str(tmp_path / "two"), "8"],
+    # --standalone: the rendezvous store binds port 0 itself, so no port is picked, released and hoped for
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), str(tmp_path / "two"), "8"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr
     from safetensors.torch import load_file
@@ -298,6 +293,7 @@ def test_evaluate_single_view_and_empty():
 
 # -- learning, and the command line on real video files ------------------------------------
 
+@pytest.mark.slow  # a minute of training
 def test_a_small_model_learns_the_synthetic_appearance_task(tmp_path):
     """Under a minute on CPU: held-out accuracy well above chance (10 classes: 0.1)."""
     cfg = smoke(tmp_path, **{"model.img_size": 32, "model.patch_size": 8, "model.num_frames": 4,
@@ -313,6 +309,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tsf", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow  # three subprocesses, mp4 files
 def test_train_eval_predict_on_mp4_files_from_the_command_line(tmp_path):
     from tsf.data import make_synthetic
 

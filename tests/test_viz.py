@@ -11,9 +11,9 @@ import torch
 
 import tsf
 from tsf import explain, viz
+from tsf.data import moving_square
+from tsf.model import randomise_zero_inits
 from tsf.viz.explorer import AttentionExplorer
-
-from .test_model import randomise_zero_inits
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def explorer():
     torch.manual_seed(0)
     model = tsf.TimeSformer(cfg)
     randomise_zero_inits(model)
-    clip, _ = explain.moving_square(5, 16, seed=2)
+    clip, _ = moving_square(5, 16, seed=2)
     return AttentionExplorer(model, clip, classes=["a", "b", "c", "d"])
 
 
@@ -30,7 +30,7 @@ def explorer():
 
 
 def test_display_frames_undoes_the_normalisation():
-    clip, mask = explain.moving_square(3, 8, seed=0, noise=0.0)
+    clip, mask = moving_square(3, 8, seed=0, noise=0.0)
     frames = viz.display_frames(clip)
     assert frames.shape == (3, 8, 8, 3)
     np.testing.assert_allclose(frames[mask.numpy()], 0.95, atol=1e-6)
@@ -62,7 +62,7 @@ def test_overlay_colorize_and_normalise_are_pure():
 
 
 def test_static_figures_are_written_and_labelled(tmp_path):
-    clip, mask = explain.moving_square(4, 16, seed=0)
+    clip, mask = moving_square(4, 16, seed=0)
     heats = torch.rand(3, 4, 4, 4)
     fig = viz.plot_layer_grid(clip, heats, tmp_path / "grid.png", title="rollout by layer: test", frames=[0, 3])
     assert (tmp_path / "grid.png").stat().st_size > 1000

@@ -6,10 +6,12 @@ The public names; see each module for the details.
 from .config import PRESETS, TimeSformerConfig, preset
 from .cost import count_macs, count_params, mac_breakdown
 from .model import StepAttention, TimeSformer
+from .version import __version__
 from .weights import load_pretrained, save_pretrained, to_hf
 
 __all__ = [
     "PRESETS",
+    "__version__",
     "StepAttention",
     "TimeSformer",
     "TimeSformerConfig",
@@ -21,4 +23,3 @@ __all__ = [
     "save_pretrained",
     "to_hf",
 ]
-__version__ = "0.1.0"

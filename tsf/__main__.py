@@ -1,46 +1,60 @@
 """The command line: ``python -m tsf COMMAND ...``.
 
-Each command imports what it needs when it runs, so ``python -m tsf info`` stays fast.
+Each command only parses its arguments and calls the function that does the work; the
+tables it prints come from :func:`tsf.bench.table.format_table`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
 import json
-import shlex
+import logging
 import sys
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from .config import ATTENTION_SCHEMES, PRESETS
+from .bench import models as bench_models
+from .bench.data import format_bench_data, run_bench_data
+from .bench.plots import write_figures
+from .bench.profile import format_profile, profile_steps
+from .provenance import write_result
+from .bench.rollout import run_rollout_benchmark, scores_table, speed_table, untrained_scores
+from .bench.steps import MODES
+from .bench.synthetic import format_bench_synthetic, run_bench_synthetic
+from .bench.table import format_table
+from .config import ATTENTION_SCHEMES, PRESETS, preset
+from .cost import cost_row
+from .data.check import check_files, dataset_paths
+from .data.datasets import DATASET_FORMATS
+from .data.synthetic import SPLITS, TASKS, make_synthetic
+from .data.video import QUALITIES, SAMPLINGS, ClipSampling, VideoError
+from .explain import METHODS
+from .reproduce import main as reproduce_main
+from .train import evaluate, fit, load_config
+from .train.checkpoint import read_classes
+from .train.config import TRAIN_PRESETS, DataConfig
+from .train.data import held_out_dataset
+from .train.predict import class_names, predict_videos
+from .weights import load_pretrained, save_pretrained, to_hf
+from .weights.convert import summary
 
 
-def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
-    """A plain-text table; ``columns`` are (key, header, format spec)."""
-    cells = [[format(row[key], spec) for key, _, spec in columns] for row in rows]
-    headers = [header for _, header, _ in columns]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    text = [spec == "s" for _, _, spec in columns]  # text left, numbers right
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command line as the result files record it."""
+    return ["python", "-m", "tsf", *args.argv]
 
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(v.ljust(w) if left else v.rjust(w) for v, w, left in zip(values, widths, text)).rstrip()
 
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(c) for c in cells])
+def _report(args: argparse.Namespace, result: dict, formatter: Callable[[dict], str]) -> int:
+    """Write a benchmark result to ``--out`` if asked, print it as a table or ``--json``."""
+    if args.out:
+        write_result(args.out, result)
+    print(json.dumps(result, indent=2) if args.json else formatter(result))
+    return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .config import preset
-    from .cost import cost_row
-
-    overrides = {}
-    if args.num_classes is not None:
-        overrides["num_classes"] = args.num_classes
-    if args.frames is not None:
-        overrides["num_frames"] = args.frames
-    if args.crop is not None:
-        overrides["img_size"] = args.crop
+    overrides = {k: v for k, v in (("num_classes", args.num_classes), ("num_frames", args.frames),
+                                   ("img_size", args.crop)) if v is not None}
     schemes = ATTENTION_SCHEMES if args.all else (args.attention,)
     rows = [cost_row(preset(args.preset, attention=s, **overrides), views=args.views) for s in schemes]
     if args.json:
@@ -58,9 +72,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .weights import load_pretrained, save_pretrained, to_hf
-    from .weights.convert import summary
-
     overrides = {field: value for field, value in [
         ("attention", args.attention), ("num_frames", args.frames), ("img_size", args.crop),
         ("num_classes", args.num_classes), ("num_heads", args.num_heads)] if value is not None}
@@ -74,10 +85,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import logging
-
-    from .train import fit, load_config
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = list(args.set or [])
     if args.output:
@@ -95,182 +102,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_check_data(args: argparse.Namespace) -> int:
-    from .data.check import check_files, dataset_paths
-    from .data.video import ClipSampling
-
-    paths = dataset_paths(args.annotations, args.root, format=args.format, labels=args.labels,
-                          extension=args.extension)
-    sampling = None
-    if args.frames is not None:
-        sampling = ClipSampling(num_frames=args.frames, sampling=args.sampling, sampling_rate=args.sampling_rate,
-                                target_fps=args.target_fps)
-    report = check_files(paths, sampling=sampling, full=args.full, isolate=not args.no_isolate,
-                         timeout=args.timeout)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
-    return 1 if report.bad or (args.strict and report.short) else 0
-
-
-def _report(args: argparse.Namespace, result: dict, formatter: Callable[[dict], str]) -> int:
-    """Write a benchmark result to ``--out`` if asked, print it as a table or ``--json``."""
-    from .data.bench import write_result
-
-    if args.out:
-        write_result(args.out, result)
-    print(json.dumps(result, indent=2) if args.json else formatter(result))
-    return 0
-
-
-def _cmd_bench_data(args: argparse.Namespace) -> int:
-    from .data.bench import format_bench_data, run_bench_data
-
-    result = run_bench_data(args.folder, workers=args.workers, clips=args.clips, num_videos=args.videos,
-                            batch_size=args.batch_size, num_frames=args.frames, sampling_rate=args.sampling_rate,
-                            crop_size=args.crop)
-    return _report(args, result, format_bench_data)
-
-
-def _cmd_bench_synthetic(args: argparse.Namespace) -> int:
-    from .data.bench import format_bench_synthetic, run_bench_synthetic
-
-    result = run_bench_synthetic(clips=args.clips, attentions=args.attention, batch_size=args.batch_size,
-                                 steps=args.steps)
-    return _report(args, result, format_bench_synthetic)
-
-
-def _cmd_make_synthetic(args: argparse.Namespace) -> int:
-    from .data.synthetic import make_synthetic
-
-    annotations = make_synthetic(args.task, args.out_dir, num=args.num, num_frames=args.frames, size=args.size,
-                                 seed=args.seed, split=args.split, fps=args.fps, source_frames=args.source_frames,
-                                 quality=args.quality)
-    print(f"wrote {args.num} videos; annotations: {annotations}")
-    return 0
-
-
-def _cmd_explain_bench(args: argparse.Namespace) -> int:
-    from .explain_bench import run_rollout_benchmark, speed_table
-
-    rows = run_rollout_benchmark(args.preset, args.frames, schemes=args.attention or ATTENTION_SCHEMES,
-                                 max_gb=args.max_gb, repeats=args.repeats, out=args.out)
-    print(speed_table(rows))
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
-
-
-def _cmd_attention_scores(args: argparse.Namespace) -> int:
-    from .explain_bench import scores_table, untrained_scores
-
-    summary = untrained_scores(args.preset, samples=args.samples, seed=args.seed, method=args.method,
-                               out=args.out, figure=args.figure)
-    print(scores_table(summary))
-    return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import dataclasses as dc
-    import logging
-
-    import torch
-
-    from .bench import SUITES, find_case, format_results, merge_results, plot_memory_curves, plot_results, run_bench
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is visible here")
-    if args.memory_curves and device != "cuda":
-        raise ValueError("--memory-curves measures GPU memory (ViT-B/16 up to 96 frames, 560 px): it needs --device cuda")
-    cases = [find_case(name) for name in args.cases] if args.cases else list(SUITES["gpu" if device == "cuda" else "cpu"])
-    changes = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup), ("batch_size", args.batch_size),
-                                 ("threads", args.threads)) if v is not None}
-    if args.no_hf:
-        changes["hf"] = False
-    cases = [dc.replace(c, **changes) for c in cases]
-    if args.attention:
-        from .config import canonical_attention
-
-        wanted = [canonical_attention(a) for a in args.attention]
-        cases = [dc.replace(c, schemes=tuple(s for s in c.schemes if s in wanted)) for c in cases]
-        cases = [c for c in cases if c.schemes]
-        if not cases:
-            raise ValueError(f"no case has the schemes {wanted}")
-    if args.list:
-        for c in cases:
-            print(f"{c.name}: preset {c.preset}, {', '.join(c.schemes)}, {'/'.join(c.modes)}, batch "
-                  f"{c.batch_size or 'fill'}, {c.precision}{', compiled' if c.compile else ''}")
-        return 0
-    result = run_bench(cases, device=device, memory=not args.no_memory, with_memory_curves=args.memory_curves,
-                       progress=not args.json, command=["python", "-m", "tsf", *args.argv])
-    if args.note:
-        for case in result["cases"]:
-            case["note"] = args.note
-    if args.out:
-        from .data.bench import write_result
-
-        out = Path(args.out)
-        result = merge_results(json.loads(out.read_text()) if out.is_file() else None, result)
-        write_result(out, result)
-    if args.figure:
-        plot_results(result, args.figure)
-        if result.get("memory_curves"):
-            figure = Path(args.figure)
-            plot_memory_curves(result["memory_curves"]["rows"], figure.with_name(figure.stem + "_memory.png"))
-    print(json.dumps(result, indent=2) if args.json else format_results(result))
-    return 0
-
-
-def _cmd_bench_profile(args: argparse.Namespace) -> int:
-    from .bench import format_profile, profile_steps
-
-    result = profile_steps(args.case, args.attention, args.mode, rounds=args.rounds)
-    result["command"] = shlex.join(["python", "-m", "tsf", *args.argv])
-    result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return _report(args, result, format_profile)
-
-
-def _run_config_for(checkpoint: Path):
-    """The training config of the run a checkpoint belongs to (RUN/model or RUN/checkpoints/step-N)."""
-    from .train import TrainConfig
-
-    for folder in (checkpoint.parent, checkpoint.parent.parent):
-        path = folder / "config.json"
-        if path.is_file():
-            data = json.loads(path.read_text())
-            if {"model", "data", "optim"} <= set(data):
-                return TrainConfig.from_dict(data)
-    return None
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .train import evaluate
-    from .train.checkpoint import read_classes
-    from .train.config import DataConfig
-    from .train.data import build_datasets, video_dataset
-    from .weights import load_pretrained
-
-    checkpoint = Path(args.checkpoint)
-    model = load_pretrained(checkpoint)
-    run = _run_config_for(checkpoint)
+    model = load_pretrained(args.checkpoint)
+    data = None
     if args.annotations:
         data = DataConfig(kind=args.kind, val_annotations=args.annotations, root=args.root or "", labels=args.labels or "",
                           sampling=args.sampling, sampling_rate=args.sampling_rate, test_clips=args.clips,
                           on_error="skip" if args.skip_bad else "raise")
-        dataset = video_dataset(data, model.config, "val", "test")
-    elif run is not None:
-        if run.data.kind == "synthetic":
-            _, dataset = build_datasets(run)
-        else:
-            data = dataclasses.replace(run.data, test_clips=args.clips)
-            dataset = video_dataset(data, model.config, "val", "test")
-    else:
-        raise ValueError(f"{checkpoint}: not inside a training run; say which videos with --annotations")
-    if dataset is None:
-        raise ValueError("the run has no held-out split; give --annotations")
-    output = args.output or str(checkpoint / "eval.json")
+    dataset = held_out_dataset(args.checkpoint, model.config, data, test_clips=args.clips)
+    output = args.output or str(Path(args.checkpoint) / "eval.json")
     scores = evaluate(model, dataset, batch_size=args.batch_size, num_workers=args.workers,
-                      classes=read_classes(checkpoint), output=output)
+                      classes=read_classes(args.checkpoint), output=output)
     print(json.dumps({k: scores[k] for k in ("videos", "views_per_video", "top1", "top5", "clip_top1", "loss")},
                      indent=2))
     print(f"full report (per-class accuracy, confusion matrix): {output}")
@@ -278,9 +120,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .train.predict import class_names, predict_videos
-    from .weights import load_pretrained
-
     model = load_pretrained(args.checkpoint)
     names = class_names(args.checkpoint, args.labels, model.config.num_classes)
     results = predict_videos(model, args.videos, classes=names, topk=args.topk, num_clips=args.clips,
@@ -293,12 +132,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import main as reproduce_main
-
     return reproduce_main(args.preset, args.only, args.seed, args.run_dir, args.figures_dir)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    # the study needs pandas (the notebooks extra): imported when it runs
     from .study import setup
     from .study.calibration import calibrate
     from .study.report import write_summary
@@ -308,6 +146,84 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     write_summary(out.folder)
     print(frame.to_string(index=False))
     return 0
+
+
+def _cmd_check_data(args: argparse.Namespace) -> int:
+    paths = dataset_paths(args.annotations, args.root, format=args.format, labels=args.labels,
+                          extension=args.extension)
+    sampling = None
+    if args.frames is not None:
+        sampling = ClipSampling(num_frames=args.frames, sampling=args.sampling, sampling_rate=args.sampling_rate,
+                                target_fps=args.target_fps)
+    report = check_files(paths, sampling=sampling, full=args.full, isolate=not args.no_isolate,
+                         timeout=args.timeout)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return 1 if report.bad or (args.strict and report.short) else 0
+
+
+def _cmd_bench_data(args: argparse.Namespace) -> int:
+    result = run_bench_data(args.folder, workers=args.workers, clips=args.clips, num_videos=args.videos,
+                            batch_size=args.batch_size, num_frames=args.frames, sampling_rate=args.sampling_rate,
+                            crop_size=args.crop, command=_command(args))
+    return _report(args, result, format_bench_data)
+
+
+def _cmd_bench_synthetic(args: argparse.Namespace) -> int:
+    result = run_bench_synthetic(clips=args.clips, attentions=args.attention, batch_size=args.batch_size,
+                                 steps=args.steps, command=_command(args))
+    return _report(args, result, format_bench_synthetic)
+
+
+def _cmd_make_synthetic(args: argparse.Namespace) -> int:
+    annotations = make_synthetic(args.task, args.out_dir, num=args.num, num_frames=args.frames, size=args.size,
+                                 seed=args.seed, split=args.split, fps=args.fps, source_frames=args.source_frames,
+                                 quality=args.quality)
+    print(f"wrote {args.num} videos; annotations: {annotations}")
+    return 0
+
+
+def _cmd_explain_bench(args: argparse.Namespace) -> int:
+    rows = run_rollout_benchmark(args.preset, args.frames, schemes=args.attention or ATTENTION_SCHEMES,
+                                 max_gb=args.max_gb, repeats=args.repeats, out=args.out)
+    print(speed_table(rows))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_attention_scores(args: argparse.Namespace) -> int:
+    summary_rows = untrained_scores(args.preset, samples=args.samples, seed=args.seed, method=args.method,
+                                    out=args.out, figure=args.figure)
+    print(scores_table(summary_rows))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = bench_models.bench_device(args.device, memory_curves=args.memory_curves)
+    changes = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup), ("batch_size", args.batch_size),
+                                 ("threads", args.threads)) if v is not None}
+    if args.no_hf:
+        changes["hf"] = False
+    cases = bench_models.select_cases(args.cases, device, schemes=args.attention, **changes)
+    if args.list:
+        for case in cases:
+            print(bench_models.describe_case(case))
+        return 0
+    result = bench_models.run_bench(cases, device=device, memory=not args.no_memory,
+                                    with_memory_curves=args.memory_curves, progress=not args.json,
+                                    command=_command(args), note=args.note)
+    if args.out:
+        result = bench_models.write_merged(args.out, result)
+    if args.figure:
+        write_figures(result, args.figure)
+    print(json.dumps(result, indent=2) if args.json else bench_models.format_results(result))
+    return 0
+
+
+def _cmd_bench_profile(args: argparse.Namespace) -> int:
+    result = profile_steps(args.case, args.attention, args.mode, rounds=args.rounds, command=_command(args))
+    return _report(args, result, format_profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,8 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--hf", action="store_true", help="write a Hugging Face TimesformerForVideoClassification")
     convert.set_defaults(func=_cmd_convert)
 
-    from .train.config import TRAIN_PRESETS
-
     train = sub.add_parser("train", help="train (also under torchrun --nproc_per_node=N)")
     train.add_argument("--preset", default="scratch", choices=sorted(TRAIN_PRESETS),
                        help="scratch: small model, AdamW + cosine; authors: the paper's Kinetics recipe; smoke: seconds")
@@ -352,10 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="accuracy of a checkpoint: clip and video level (3 crops x k clips)")
     ev.add_argument("checkpoint", help="a model folder (RUN/model, RUN/checkpoints/step-N or any load_pretrained source)")
     ev.add_argument("--annotations", help="videos to evaluate on (default: the run's held-out split)")
-    ev.add_argument("--kind", default="kinetics", choices=("kinetics", "ssv2", "folder"))
+    ev.add_argument("--kind", default="kinetics", choices=tuple(DATASET_FORMATS))
     ev.add_argument("--root", help="folder the annotation paths are relative to")
     ev.add_argument("--labels", help="SSv2 labels JSON")
-    ev.add_argument("--sampling", default="dense", choices=("dense", "segment"))
+    ev.add_argument("--sampling", default="dense", choices=SAMPLINGS)
     ev.add_argument("--sampling-rate", type=int, default=32)
     ev.add_argument("--clips", type=int, default=1, help="temporal clips per video (x 3 spatial crops)")
     ev.add_argument("--batch-size", type=int, default=4)
@@ -371,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--topk", type=int, default=5)
     pr.add_argument("--clips", type=int, default=1, help="temporal clips (dense sampling)")
     pr.add_argument("--crops", type=int, default=3, help="spatial crops")
-    pr.add_argument("--sampling", default="dense", choices=("dense", "segment"))
+    pr.add_argument("--sampling", default="dense", choices=SAMPLINGS)
     pr.add_argument("--sampling-rate", type=int, default=32)
     pr.set_defaults(func=_cmd_predict)
 
@@ -393,11 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-data", help="scan a dataset for bad videos and report every one and why")
     check.add_argument("annotations", help="Kinetics-style list, SSv2 JSON, or a folder with one folder per class")
     check.add_argument("--root", default=None, help="folder the annotation paths are relative to (default: its folder)")
-    check.add_argument("--format", default="auto", choices=("auto", "kinetics", "ssv2", "folder"))
-    check.add_argument("--labels", default=None, help="SSv2 labels JSON (optional for checking)")
+    check.add_argument("--format", default="auto", choices=("auto", *DATASET_FORMATS))
+    check.add_argument("--labels", default=None,
+                       help="SSv2 labels JSON, or a Kinetics list's class names (optional for checking)")
     check.add_argument("--extension", default=".webm", help="SSv2 video extension (default .webm)")
     check.add_argument("--frames", type=int, default=None, help="clip length: also report videos too short for it")
-    check.add_argument("--sampling", default="dense", choices=("dense", "segment"))
+    check.add_argument("--sampling", default="dense", choices=SAMPLINGS)
     check.add_argument("--sampling-rate", type=int, default=32)
     check.add_argument("--target-fps", type=float, default=30.0)
     check.add_argument("--full", action="store_true", help="decode every frame (slower, finds more corruption)")
@@ -430,16 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     bsyn.set_defaults(func=_cmd_bench_synthetic)
 
     make = sub.add_parser("make-synthetic", help="write a synthetic split as mp4 files + a Kinetics-style annotation file")
-    make.add_argument("task", choices=("appearance", "motion", "long_range"))
+    make.add_argument("task", choices=TASKS)
     make.add_argument("out_dir")
     make.add_argument("--num", type=int, default=100, help="number of videos")
     make.add_argument("--frames", type=int, default=8, help="frames the model sees (sets the default video length)")
     make.add_argument("--source-frames", type=int, default=None, help="frames per video (default: --frames; long_range 64)")
     make.add_argument("--size", type=int, default=32)
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--split", default="train", choices=("train", "val", "test"))
+    make.add_argument("--split", default="train", choices=tuple(SPLITS))
     make.add_argument("--fps", type=float, default=30.0)
-    make.add_argument("--quality", default="lossless", choices=("lossless", "high", "standard"),
+    make.add_argument("--quality", default="lossless", choices=tuple(QUALITIES),
                       help="lossless: H.264 RGB crf 0 (bit-exact); high: yuv444p crf 10; standard: yuv420p crf 18")
     make.set_defaults(func=_cmd_make_synthetic)
 
@@ -457,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     scores.add_argument("--preset", default="small", choices=sorted(PRESETS))
     scores.add_argument("--samples", type=int, default=8, help="toy clips")
     scores.add_argument("--seed", type=int, default=0)
-    scores.add_argument("--method", default="rollout", choices=["rollout", "raw", "gradient"])
+    scores.add_argument("--method", default="rollout", choices=tuple(METHODS))
     scores.add_argument("--out", default=None, help="write the summary and rows as JSON here")
     scores.add_argument("--figure", default=None, help="write the figure here")
     scores.set_defaults(func=_cmd_attention_scores)
@@ -484,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp = sub.add_parser("bench-profile", help="torch.profiler over training steps: where the time goes, ours and HF's")
     bp.add_argument("--case", default="small-train", help="a bench case (python -m tsf bench --list)")
     bp.add_argument("--attention", default="divided")
-    bp.add_argument("--mode", default="train", choices=("train", "infer"))
+    bp.add_argument("--mode", default="train", choices=MODES)
     bp.add_argument("--rounds", type=int, default=5)
     bp.add_argument("--out", default=None, help="write the result JSON here")
     bp.add_argument("--json", action="store_true")
@@ -498,14 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        from .data.video import VideoError  # imported here: decord is slow to import
-
-        if not isinstance(err, VideoError):
-            raise
+    except (ValueError, FileNotFoundError, VideoError) as err:  # bad input: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -263,30 +263,63 @@ class Step:
 
     ``name`` prefixes its parameters: an extra step ``temporal`` owns ``temporal_norm1``,
     ``temporal_attn`` and the zero-initialised ``temporal_fc`` (the authors' names for the
-    divided block); the main step owns the ViT's own ``norm1`` and ``attn``.
+    divided block); the main step owns the ViT's own ``norm1`` and ``attn``. ``with_cls``:
+    the cls joins every group at slot 0 (only the block's last, main step).
     """
 
     name: str
     grouping: Grouping
+    with_cls: bool = False
+
+    def group_sizes(self, grid: Grid) -> list[tuple[int, int]]:
+        """``(groups, tokens per group)`` of every bucket on ``grid``, the cls counted where it joins."""
+        return [(part.shape[0], part.shape[1] + self.with_cls) for part in self.grouping.partition(grid)]
+
+    def matrix_entries(self, grid: Grid) -> int:
+        """Entries of this step's attention matrices on ``grid``, for one head of one clip."""
+        return sum(groups * length**2 for groups, length in self.group_sizes(grid))
+
+
+MAIN = "main"  # the name of every block's last step, the one the cls joins
 
 
 @dataclass(frozen=True)
 class Scheme:
+    """One row of the scheme table: names, the steps, and how the clip is cut for them."""
+
     name: str
     title: str  # the paper's name
     extra_steps: tuple[Step, ...]  # run first, cls sits out, each followed by its zero-init fc
     main: Grouping  # the last step: the cls joins every group, outputs averaged over groups
     per_frame: bool = False  # Space: frames are separate clips (each with its own cls) until the end
+    aliases: tuple[str, ...] = ()  # the paper's other names for it (short and long forms)
+    hf_name: str | None = None  # the authors' (and Hugging Face's) attention_type; None: neither implements it
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name this scheme answers to: ours, the paper's, the authors' code's."""
+        return (self.name, *self.aliases, *((self.hf_name,) if self.hf_name else ()))
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return self.extra_steps + (Step("main", self.main),)
+        return self.extra_steps + (Step(MAIN, self.main, with_cls=True),)
+
+    def clip_view(self, grid: Grid) -> tuple[int, Grid]:
+        """``(clips, grid of each clip)`` the blocks run on for one input clip of ``grid``.
+
+        Space runs every frame as a clip of its own (``T`` clips of one frame); every other
+        scheme runs the whole clip.
+        """
+        T, H, W = grid
+        return (T, (1, H, W)) if self.per_frame else (1, (T, H, W))
 
 
 SCHEMES: dict[str, Scheme] = {
-    "space": Scheme("space", "Space", (), FULL, per_frame=True),
-    "joint": Scheme("joint", "Joint Space-Time", (), FULL),
-    "divided": Scheme("divided", "Divided Space-Time", (Step("temporal", TIME),), FRAME),
-    "local_global": Scheme("local_global", "Sparse Local Global", (Step("local", LOCAL),), GLOBAL),
-    "axial": Scheme("axial", "Axial", (Step("temporal", TIME), Step("width", WIDTH)), HEIGHT),
+    "space": Scheme("space", "Space", (), FULL, per_frame=True, aliases=("s",), hf_name="space_only"),
+    "joint": Scheme("joint", "Joint Space-Time", (), FULL, aliases=("st",), hf_name="joint_space_time"),
+    "divided": Scheme("divided", "Divided Space-Time", (Step("temporal", TIME),), FRAME, aliases=("t+s",),
+                      hf_name="divided_space_time"),
+    "local_global": Scheme("local_global", "Sparse Local Global", (Step("local", LOCAL),), GLOBAL,
+                           aliases=("sparse_local_global", "l+g")),
+    "axial": Scheme("axial", "Axial", (Step("temporal", TIME), Step("width", WIDTH)), HEIGHT, aliases=("t+w+h",)),
 }

@@ -11,24 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-# The paper's scheme names, our short names, and the authors' code names.
-ATTENTION_ALIASES: dict[str, str] = {
-    "space": "space",
-    "space_only": "space",
-    "s": "space",
-    "joint": "joint",
-    "joint_space_time": "joint",
-    "st": "joint",
-    "divided": "divided",
-    "divided_space_time": "divided",
-    "t+s": "divided",
-    "local_global": "local_global",
-    "sparse_local_global": "local_global",
-    "l+g": "local_global",
-    "axial": "axial",
-    "t+w+h": "axial",
-}
-ATTENTION_SCHEMES: tuple[str, ...] = ("space", "joint", "divided", "local_global", "axial")
+from .attention import SCHEMES
+
+# Every name a scheme answers to (ours, the paper's, the authors' code's), from the scheme table.
+ATTENTION_SCHEMES: tuple[str, ...] = tuple(SCHEMES)
+ATTENTION_ALIASES: dict[str, str] = {alias: name for name, scheme in SCHEMES.items() for alias in scheme.names}
 POS_EMBED_CHOICES: tuple[str, ...] = ("space_time", "space", "none")
 RESIZE_MODES: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
 TIME_EMBED_INITS: tuple[str, ...] = ("zeros", "trunc_normal", "sinusoidal")
@@ -40,7 +27,7 @@ def canonical_attention(name: str) -> str:
     if key not in ATTENTION_ALIASES:
         raise ValueError(
             f"unknown attention scheme {name!r}; choose one of {ATTENTION_SCHEMES} "
-            f"(the authors' names 'space_only', 'joint_space_time', 'divided_space_time' work too)"
+            f"(the authors' names {', '.join(repr(s.hf_name) for s in SCHEMES.values() if s.hf_name)} work too)"
         )
     return ATTENTION_ALIASES[key]
 

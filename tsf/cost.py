@@ -17,13 +17,12 @@ from torch import nn
 
 from .attention import SCHEMES
 from .config import TimeSformerConfig
+from .model import TimeSformer
 
 
 def count_params(model_or_config: nn.Module | TimeSformerConfig) -> int:
     """Number of parameters; a config is built on the meta device (no memory, exact count)."""
     if isinstance(model_or_config, TimeSformerConfig):
-        from .model import TimeSformer
-
         with torch.device("meta"):
             model_or_config = TimeSformer(model_or_config)
     return sum(p.numel() for p in model_or_config.parameters())
@@ -62,18 +61,15 @@ def mac_breakdown(config: TimeSformerConfig, *, img_size: int | None = None,
     T, H, W = _view_grid(config, img_size, num_frames)
     D, N = config.embed_dim, H * W
     hidden = int(D * config.mlp_ratio)
-    # Space runs T clips of one frame, each with its own cls.
-    clips, grid = (T, (1, H, W)) if scheme.per_frame else (1, (T, H, W))
+    clips, grid = scheme.clip_view((T, H, W))  # Space: T clips of one frame, each with its own cls
     tokens = grid[0] * N  # patch tokens per clip
     qkv = attention = proj = extra_fc = 0
     for step in scheme.steps:
-        with_cls = step.name == "main"
-        for bucket in step.grouping.partition(grid):
-            G, L = bucket.shape[0], bucket.shape[1] + with_cls  # the cls joins every group of the main step
+        for G, L in step.group_sizes(grid):  # L counts the cls where it joins
             qkv += G * L * D * 3 * D
             attention += G * 2 * L * L * D  # q k^T and attn v over all heads
             proj += G * L * D * D
-        if not with_cls:
+        if not step.with_cls:
             extra_fc += tokens * D * D
     mlp = (1 + tokens) * 2 * D * hidden
     per_block = clips * config.depth
@@ -105,14 +101,8 @@ def attention_matrix_elements(config: TimeSformerConfig, *, img_size: int | None
     implementation holds for one step's softmax, and keeps per block for the backward pass.
     """
     scheme = SCHEMES[config.attention]
-    T, H, W = _view_grid(config, img_size, num_frames)
-    clips, grid = (T, (1, H, W)) if scheme.per_frame else (1, (T, H, W))
-    out = {}
-    for step in scheme.steps:
-        with_cls = step.name == "main"
-        out[step.name] = clips * config.num_heads * sum(
-            b.shape[0] * (b.shape[1] + with_cls) ** 2 for b in step.grouping.partition(grid))
-    return out
+    clips, grid = scheme.clip_view(_view_grid(config, img_size, num_frames))
+    return {step.name: clips * config.num_heads * step.matrix_entries(grid) for step in scheme.steps}
 
 
 def cost_row(config: TimeSformerConfig, views: int = 3) -> dict[str, float | int | str]:
@@ -147,17 +137,15 @@ def training_memory_bytes(config: TimeSformerConfig, *, img_size: int | None = N
     scheme = SCHEMES[config.attention]
     T, H, W = _view_grid(config, img_size, num_frames)
     D, N = config.embed_dim, H * W
-    clips, grid = (T, (1, H, W)) if scheme.per_frame else (1, (T, H, W))
+    clips, grid = scheme.clip_view((T, H, W))
     tokens = grid[0] * N
     probs = peak_scores = activations = 0
     for step in scheme.steps:
-        with_cls = step.name == "main"
-        buckets = [(b.shape[0], b.shape[1] + with_cls) for b in step.grouping.partition(grid)]  # (groups, length)
-        elements = sum(groups * length**2 for groups, length in buckets)
+        elements = step.matrix_entries(grid)
         probs += config.num_heads * elements
         peak_scores = max(peak_scores, config.num_heads * elements)
-        rows = sum(groups * length for groups, length in buckets)
-        activations += rows * 6 * D + (0 if with_cls else tokens * D)
+        rows = sum(groups * length for groups, length in step.group_sizes(grid))
+        activations += rows * 6 * D + (0 if step.with_cls else tokens * D)
     activations += (1 + tokens) * (2 + 2 * config.mlp_ratio) * D
     per_clip = clips * (config.depth * (probs + activations) + peak_scores)
     params = count_params(config)

@@ -30,6 +30,7 @@ Face's port) do at run time. The cls slot of the position embedding is never res
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +39,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import SCHEMES, Attention, Grid, Scheme
+from .attention import FRAME, MAIN, SCHEMES, Attention, Grid, Scheme
 from .config import TimeSformerConfig
 
 
@@ -198,7 +199,7 @@ class Block(nn.Module):
             out, w = self.attn(self.norm1(x), need, rb)  # (B, 1+HWT, D); nothing to average
             x = x + self.drop_path(out)
             if need:
-                record.append(StepAttention(-1, "main", main.name, grid, "shared", (w,), main.partition(grid)))
+                record.append(StepAttention(-1, MAIN, main.name, grid, "shared", (w,), main.partition(grid)))
             return x + self.drop_path(self.mlp(self.norm2(x)))
 
         outs, weights, cls_sum, n_groups = [], [], 0.0, 0
@@ -213,7 +214,7 @@ class Block(nn.Module):
         cls = cls + (cls_sum / n_groups).unsqueeze(1)
         patches = main.merge_add(patches, outs, grid)
         if need:
-            record.append(StepAttention(-1, "main", main.name, grid, "shared", tuple(weights), main.partition(grid)))
+            record.append(StepAttention(-1, MAIN, main.name, grid, "shared", tuple(weights), main.partition(grid)))
 
         x = torch.cat([cls, patches], dim=1)
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -332,10 +333,10 @@ class TimeSformer(nn.Module):
         x, grid = self.embed(video)  # (B, 1 + HWT, D)
         B = x.shape[0]
         T, H, W = grid
+        _, grid = self.scheme.clip_view(grid)
         if self.scheme.per_frame:  # Space: every frame a clip of its own, with its own cls
             x = torch.cat([x[:, :1].repeat_interleave(T, dim=0),
                            rearrange(x[:, 1:], "b (n t) d -> (b t) n d", t=T)], dim=1)  # (B*T, 1+N, D)
-            grid = (1, H, W)
         for i, block in enumerate(self.blocks):
             steps: list[StepAttention] | None = [] if record is not None else None
             if self.grad_checkpointing and self.training and steps is None and torch.is_grad_enabled():
@@ -364,10 +365,8 @@ def _relabel(s: StepAttention, block: int, grid: Grid, per_frame: bool) -> StepA
     """Attach the block index; for Space, present the folded frames as groups of one clip."""
     if not per_frame:
         return StepAttention(block, s.step, s.grouping, s.grid, s.cls, s.weights, s.groups)
-    T, H, W = grid
     # the folded frames were recorded with batch B, so the weights are already (B, T, heads, 1+N, 1+N)
-    frames = torch.arange(H * W).view(1, H * W) * T + torch.arange(T).view(T, 1)  # (T, N): p = n*T + t
-    return StepAttention(block, s.step, "frame", grid, "per_group", s.weights, (frames,))
+    return StepAttention(block, s.step, FRAME.name, grid, "per_group", s.weights, FRAME.partition(grid))
 
 
 # --------------------------------------------------------------------------------------
@@ -435,3 +434,32 @@ def resize_time_embed(time_embed: Tensor, num_frames: int, mode: str = "nearest"
     kwargs = {} if mode == "nearest" else {"align_corners": False}
     out = F.interpolate(time_embed.transpose(1, 2).float(), size=num_frames, mode=mode, **kwargs)
     return out.transpose(1, 2).to(time_embed.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Running it: a precision; and, for tests and benchmarks, signal on every path
+# --------------------------------------------------------------------------------------
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a precision: ``fp32`` (none) or ``bf16`` (``torch.autocast`` on ``device``)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+
+def randomise_zero_inits(model: nn.Module, seed: int = 0, std: float = 0.1) -> nn.Module:
+    """Give the zero-initialised ``*_fc`` linears and the time embedding random values (normal,
+    ``std``), so that every path through the model carries signal (at init they are exact
+    identities). In place; returns the model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "_fc." in name or name == "time_embed":
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model

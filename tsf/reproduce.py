@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .provenance import label
+from .bench.table import format_table
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 # In study order: later notebooks reuse the runs the earlier ones trained.
@@ -32,7 +35,7 @@ NOTEBOOKS = (
 
 
 def _local_kernel_manager():
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import KernelManager  # jupyter is optional (the notebooks extra)
 
     class LocalKernelManager(KernelManager):
         """Kernels talk over local IPC sockets, not TCP: nothing listens on a network port (and
@@ -78,7 +81,7 @@ def select(only: Sequence[str] | None) -> list[str]:
 def _failing_cell(notebook: Path, exec_count: int | None) -> tuple[int | None, str]:
     """Position and first line of the cell that raised, found in the saved copy by its execution count
     (papermill adds an injected-parameters cell and an error note, so indices move)."""
-    import nbformat
+    import nbformat  # optional (the notebooks extra)
 
     try:
         cells = nbformat.read(notebook, as_version=4).cells
@@ -101,9 +104,9 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
               run_dir: str | Path | None = None, figures_dir: str | Path | None = None,
               notebooks_dir: str | Path = NOTEBOOK_DIR, echo: Callable[[str], Any] = print) -> list[NotebookRun]:
     """Execute the study notebooks at ``preset``; returns what ran, writes ``SUMMARY.md``."""
+    # papermill, and the study's pandas, are optional (the notebooks extra): imported when the study runs
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
-
     from .study import default_runs_dir
     from .study.presets import STUDY_PRESETS
     from .study.report import write_summary
@@ -141,9 +144,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
               "total_seconds": round(time.perf_counter() - start, 1), "python": platform.python_version(),
               "command": f"python -m tsf reproduce --preset {preset}" + (f" --only {' '.join(names)}" if only else ""),
               "date": time.strftime("%Y-%m-%d %H:%M")}
-    from .study.runs import machine_label
-
-    timing["machine"] = machine_label()
+    timing["machine"] = label()
     if not only:
         (figures / "reproduce.json").write_text(json.dumps(timing, indent=2))
     echo(f"all {len(done)} notebooks done in {_fmt(timing['total_seconds'])}; summary: {summary}")
@@ -152,12 +153,10 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
 
 def timing_table(timing: dict[str, Any]) -> str:
     """``reproduce.json`` as the README's table: minutes per notebook and in all, with where it ran."""
-    width = max(len(name) for name in timing["notebooks"])
-    lines = [f"{'notebook':<{width}}  time", f"{'-' * width}  -------"]
-    lines += [f"{name:<{width}}  {_fmt(seconds):>7}" for name, seconds in timing["notebooks"].items()]
-    lines.append(f"{'all':<{width}}  {_fmt(timing['total_seconds']):>7}")
-    lines.append(f"`{timing['command']}` on {timing['machine']}, {timing['date']}")
-    return "\n".join(lines)
+    rows = [{"notebook": name, "time": _fmt(seconds)} for name, seconds in timing["notebooks"].items()]
+    rows.append({"notebook": "all", "time": _fmt(timing["total_seconds"])})
+    table = format_table(rows, [("notebook", "notebook", "s"), ("time", "time", ">s")])
+    return f"{table}\n`{timing['command']}` on {timing['machine']}, {timing['date']}"
 
 
 def main(preset: str, only: Sequence[str] | None, seed: int, run_dir: str | None, figures_dir: str | None) -> int:

@@ -2,20 +2,26 @@
 
 * :mod:`tsf.data.video`: :func:`read_clip` and the pure sampling functions;
 * :mod:`tsf.data.transforms`: the authors' train / test transforms, in torch;
-* :mod:`tsf.data.datasets`: Kinetics-style, Something-Something-V2 and folder datasets, with
-  a policy for bad files;
+* :mod:`tsf.data.datasets`: Kinetics-style, Something-Something-V2 and folder datasets (one row
+  each of ``DATASET_FORMATS``), with a policy for bad files;
 * :mod:`tsf.data.synthetic`: the appearance / motion / long-range study tasks;
+* :mod:`tsf.data.toy`: a toy clip with a known object, for demos and tests of attention maps;
 * :mod:`tsf.data.check`: the ``check-data`` scanner.
 """
 
 from .check import CheckReport, FileCheck, check_files, check_video
 from .datasets import (
+    DATASET_FORMATS,
     AnnotationError,
     BadVideoWarning,
+    DatasetFormat,
     FolderDataset,
     KineticsDataset,
     SSv2Dataset,
     VideoDataset,
+    mix_seed,
+    read_class_names,
+    read_dataset,
     read_kinetics_annotations,
     read_ssv2_annotations,
     read_ssv2_labels,
@@ -30,6 +36,7 @@ from .synthetic import (
     mirror_pairs,
     task_classes,
 )
+from .toy import moving_square
 from .transforms import (
     EvalTransform,
     TrainTransform,
@@ -56,8 +63,10 @@ from .video import (
 )
 
 __all__ = [
+    "DATASET_FORMATS",
     "AnnotationError",
     "BadVideoWarning",
+    "DatasetFormat",
     "CheckReport",
     "ClipSampling",
     "EvalTransform",
@@ -82,12 +91,16 @@ __all__ = [
     "load_clips",
     "make_synthetic",
     "mirror_pairs",
+    "mix_seed",
+    "moving_square",
     "normalize",
     "probe_video",
     "random_crop",
     "random_short_side_resize",
     "read_clip",
+    "read_class_names",
     "read_clips",
+    "read_dataset",
     "read_kinetics_annotations",
     "read_ssv2_annotations",
     "read_ssv2_labels",

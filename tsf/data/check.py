@@ -16,12 +16,11 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from .datasets import read_kinetics_annotations, read_ssv2_annotations, scan_class_folders
+from tqdm.auto import tqdm
+
+from .datasets import read_dataset
 from .video import ClipSampling, PathLike, VideoError, decode_frames, probe_video
-
-FORMATS: tuple[str, ...] = ("auto", "kinetics", "ssv2", "folder")
 
 
 @dataclass(frozen=True)
@@ -158,8 +157,6 @@ def check_files(paths: Sequence[PathLike], *, sampling: ClipSampling | None = No
                 isolate: bool = True, timeout: float = 60.0, probe: Probe = check_video,
                 progress: bool = True) -> CheckReport:
     """Probe every file (with a progress bar), each in an isolated worker unless ``isolate=False``."""
-    from tqdm.auto import tqdm
-
     report = CheckReport()
     prober = IsolatedProber(probe, timeout) if isolate else probe
     try:
@@ -173,16 +170,7 @@ def check_files(paths: Sequence[PathLike], *, sampling: ClipSampling | None = No
 
 def dataset_paths(annotations: PathLike, root: PathLike | None = None, *, format: str = "auto",
                   labels: PathLike | None = None, extension: str = ".webm") -> list[str]:
-    """The video paths an annotation file (or a folder per class) lists, in order."""
-    annotations = Path(annotations)
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    if format == "auto":
-        format = "folder" if annotations.is_dir() else "ssv2" if annotations.suffix.lower() == ".json" else "kinetics"
-    if format == "folder":
-        samples, _ = scan_class_folders(annotations)
-    elif format == "ssv2":
-        samples, _ = read_ssv2_annotations(annotations, labels, root, extension)
-    else:
-        samples, _ = read_kinetics_annotations(annotations, root)
+    """The video paths an annotation file (or a folder per class) lists, in order (any format of
+    :data:`tsf.data.datasets.DATASET_FORMATS`)."""
+    samples, _ = read_dataset(annotations, format, root, labels, extension)
     return [path for path, _ in samples]

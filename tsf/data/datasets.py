@@ -1,6 +1,8 @@
 """Video datasets: Kinetics-style lists, Something-Something-V2 JSON, a folder per class.
 
-Every dataset is a :class:`VideoDataset` over ``(path, label)`` pairs. It decodes with
+Every dataset is a :class:`VideoDataset` over ``(path, label)`` pairs; the annotation formats
+(Kinetics-style lists, SSv2 JSON, a folder per class) are the rows of :data:`DATASET_FORMATS`,
+which ``tsf.train``, ``check-data`` and the command line read. It decodes with
 :mod:`tsf.data.video` and transforms with :mod:`tsf.data.transforms`:
 
 * ``mode="train"``: a random clip, scale jitter, random crop, flip (if ``flip``)
@@ -38,10 +40,10 @@ import dataclasses
 import json
 import multiprocessing
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -62,10 +64,14 @@ class AnnotationError(ValueError):
     """A malformed annotation file; the message names the file and the line or entry."""
 
 
-def seed_for(*keys: int) -> int:
-    """A 63-bit seed mixed from integers (SeedSequence), for per-sample generators."""
-    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(1, np.uint64)
-    return int(state[0]) & ((1 << 63) - 1)
+def mix_seed(*parts: int) -> int:
+    """A well-spread 63-bit seed from integers (splitmix64 over the parts), for per-sample generators."""
+    x = 0x9E3779B97F4A7C15
+    for part in parts:
+        x = (x ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & ((1 << 63) - 1)
 
 
 class BadInputLog:
@@ -171,7 +177,7 @@ class VideoDataset(Dataset):
     # -- loading -----------------------------------------------------------------------
     def generator(self, index: int) -> torch.Generator:
         """The generator of sample ``index`` in the current epoch."""
-        return torch.Generator().manual_seed(seed_for(self.seed, self.epoch, index))
+        return torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, index))
 
     def load(self, index: int, generator: torch.Generator | None = None) -> LoadedClips:
         """The raw uint8 clips of sample ``index``; a :class:`VideoError` if it is unusable."""
@@ -312,12 +318,8 @@ def _load_json(path: Path) -> object:
         raise AnnotationError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from err
 
 
-def read_ssv2_labels(path: PathLike) -> list[str]:
-    """Something-Something-V2 ``labels.json`` (``{template: index}``, indices as ints or strings) -> class names by index."""
-    path = Path(path)
-    data = _load_json(path)
-    if not isinstance(data, dict) or not data:
-        raise AnnotationError(f"{path}: expected a JSON object {{class name: index}}")
+def _names_by_index(data: dict, path: Path) -> list[str]:
+    """``{class name: index}`` (indices as ints or strings, exactly 0 ... K-1) -> class names by index."""
     by_index: dict[int, str] = {}
     for name, value in data.items():
         try:
@@ -330,6 +332,33 @@ def read_ssv2_labels(path: PathLike) -> list[str]:
     if sorted(by_index) != list(range(len(by_index))):
         raise AnnotationError(f"{path}: class indices must be 0 ... {len(by_index) - 1}")
     return [by_index[k] for k in range(len(by_index))]
+
+
+def read_ssv2_labels(path: PathLike) -> list[str]:
+    """Something-Something-V2 ``labels.json`` (``{template: index}``, indices as ints or strings) -> class names by index."""
+    path = Path(path)
+    data = _load_json(path)
+    if not isinstance(data, dict) or not data:
+        raise AnnotationError(f"{path}: expected a JSON object {{class name: index}}")
+    return _names_by_index(data, path)
+
+
+def read_class_names(path: PathLike) -> list[str]:
+    """Class names from a file: a JSON list, a JSON object ``{name: index}`` (as SSv2's labels), or one name per line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"{path}: cannot read class names ({err})") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if isinstance(data, list):
+        return [str(x) for x in data]
+    if isinstance(data, dict):
+        return _names_by_index(data, path)
+    raise AnnotationError(f"{path}: expected a list of class names, a {{name: index}} object, or one name per line")
 
 
 def ssv2_class_name(template: str) -> str:
@@ -413,3 +442,52 @@ class FolderDataset(VideoDataset):
     def __init__(self, root: PathLike, *, extensions: Sequence[str] = VIDEO_EXTENSIONS, **kwargs) -> None:
         samples, classes = scan_class_folders(root, extensions)
         super().__init__(samples, classes, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# the formats: one row each, read by tsf.train, check-data and the command line
+
+Samples = tuple[list[tuple[str, int]], list[str]]  # ((path, label) pairs, class names)
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One annotation format: how a file of it is recognised and read into ``(samples, classes)``."""
+
+    name: str
+    recognises: Callable[[Path], bool]  # for format "auto"
+    read: Callable[[Path, Path | None, str | None, str], Samples]  # (annotations, root, labels, extension)
+
+
+def _read_kinetics(annotations: Path, root: Path | None, labels: str | None, extension: str) -> Samples:
+    return read_kinetics_annotations(annotations, root, read_class_names(labels) if labels else None)
+
+
+def _read_ssv2(annotations: Path, root: Path | None, labels: str | None, extension: str) -> Samples:
+    return read_ssv2_annotations(annotations, labels, root, extension)
+
+
+def _read_folder(annotations: Path, root: Path | None, labels: str | None, extension: str) -> Samples:
+    return scan_class_folders(root / annotations if root else annotations)
+
+
+DATASET_FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
+    # 'path label' lines (space or comma separated); labels: an optional class-name file
+    DatasetFormat("kinetics", lambda p: not p.is_dir() and p.suffix.lower() != ".json", _read_kinetics),
+    # a JSON list of {"id", "template", ...}; labels: the labels JSON; videos root/{id}{extension}
+    DatasetFormat("ssv2", lambda p: not p.is_dir() and p.suffix.lower() == ".json", _read_ssv2),
+    # root/CLASS/VIDEO, one folder per class (relative to root, if given)
+    DatasetFormat("folder", lambda p: p.is_dir(), _read_folder),
+)}
+
+
+def read_dataset(annotations: PathLike, format: str = "auto", root: PathLike | None = None,
+                 labels: PathLike | None = None, extension: str = ".webm") -> Samples:
+    """``(samples, classes)`` of any format of :data:`DATASET_FORMATS` (``auto``: recognised by the path)."""
+    annotations = Path(annotations)
+    if format == "auto":
+        format = next(f.name for f in DATASET_FORMATS.values() if f.recognises(annotations))
+    if format not in DATASET_FORMATS:
+        raise ValueError(f"format must be 'auto' or one of {tuple(DATASET_FORMATS)}, got {format!r}")
+    return DATASET_FORMATS[format].read(annotations, Path(root) if root else None, str(labels) if labels else None,
+                                        extension)

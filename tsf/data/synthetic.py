@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from .transforms import normalize
 from .video import segment_indices, write_video
@@ -487,8 +488,6 @@ def make_synthetic(task: str, out_dir: str | os.PathLike, *, num: int, num_frame
     ``out_dir/labels.json`` (``{class name: index}``) and ``out_dir/split_masks.npz`` (the
     per-frame masks of the deciding objects, ``mask_{i}`` arrays). Returns the annotation file.
     """
-    from tqdm.auto import tqdm
-
     dataset = SyntheticVideos(task, num, num_frames=num_frames, size=size, seed=seed, split=split,
                               source_frames=source_frames)
     out = Path(out_dir)

@@ -43,6 +43,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
+import av
+import decord
 import numpy as np
 import torch
 from torch import Tensor
@@ -222,16 +224,12 @@ def _quiet_decord() -> None:
     """Silence the FFmpeg log inside decord once: failures reach the caller as VideoError."""
     global _QUIET
     if not _QUIET:
-        import decord
-
         decord.logging.set_level(decord.logging.QUIET)
         _QUIET = True
 
 
 def _pyav_dims(path: Path) -> tuple[int, int]:
     """(height, width) from the file's header, read by FFmpeg through PyAV."""
-    import av
-
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -249,8 +247,6 @@ _UNOPENABLE = "cannot be opened as a video (not a video, or truncated or corrupt
 
 
 def _decord_reader(path: Path, height: int = -1, width: int = -1, num_threads: int = 1):
-    import decord
-
     _quiet_decord()
     try:
         return decord.VideoReader(str(path), width=width, height=height, num_threads=num_threads)
@@ -272,8 +268,6 @@ def probe_video(path: PathLike) -> VideoInfo:
 
 def _decode_pyav(path: Path, indices: Sequence[int]) -> np.ndarray:
     """Decode ``indices`` by walking the stream with PyAV (the fallback for decord's bug)."""
-    import av
-
     wanted, last, frames = set(indices), max(indices), {}
     try:
         with av.open(str(path)) as container:
@@ -291,8 +285,6 @@ def _decode_pyav(path: Path, indices: Sequence[int]) -> np.ndarray:
 
 
 def _get_batch(vr, path: Path, indices: Sequence[int], size: tuple[int, int] | None) -> Tensor:
-    import decord
-
     num = len(vr)
     bad = [i for i in indices if not 0 <= i < num]
     if bad:
@@ -408,8 +400,6 @@ def write_video(path: PathLike, frames: Tensor | np.ndarray, fps: float = 30.0, 
     ``quality``: ``lossless`` (decodes bit-exact), ``high`` (yuv444p, crf 10) or
     ``standard`` (yuv420p, crf 18; needs an even width and height).
     """
-    import av
-
     _check_choice("quality", quality, tuple(QUALITIES))
     array = frames.numpy() if isinstance(frames, Tensor) else np.asarray(frames)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or len(array) == 0:

@@ -15,6 +15,7 @@ import torch
 
 from .. import explain
 from ..config import ATTENTION_SCHEMES
+from ..data.synthetic import SyntheticVideos
 from ..model import TimeSformer
 from .presets import StudyPreset
 from .pretrain import image_model
@@ -34,8 +35,6 @@ def motion_runs(study: StudyPreset, runs: Runs, schemes: tuple[str, ...] = ATTEN
 
 def held_out(study: StudyPreset, num: int):
     """The held-out motion clips the maps are scored on (the study's validation split)."""
-    from ..data.synthetic import SyntheticVideos
-
     cfg = study.train_config(TASK, "divided", 0)
     return SyntheticVideos(TASK, num, num_frames=cfg.model.num_frames, size=cfg.model.img_size, seed=0, split="val",
                            design=cfg.data.design)
@@ -43,7 +42,7 @@ def held_out(study: StudyPreset, num: int):
 
 def explorer(study: StudyPreset, runs: Runs, scheme: str = "divided", clip: int = 0):
     """The AttentionExplorer on a trained motion model and one held-out clip (with class names)."""
-    from ..viz import AttentionExplorer
+    from ..viz import AttentionExplorer  # plotly and ipywidgets are optional (the notebooks extra)
 
     model = motion_runs(study, runs, (scheme,))[scheme].load_model()
     data = held_out(study, clip + 1)
@@ -53,7 +52,7 @@ def explorer(study: StudyPreset, runs: Runs, scheme: str = "divided", clip: int 
 
 def static_figures(study: StudyPreset, runs: Runs, out: Output, scheme: str = "divided", clip: int = 0) -> list[Path]:
     """A frames x layers rollout grid, a gradient-rollout strip and the standalone HTML page."""
-    from ..viz import plot_frame_strip, plot_layer_grid
+    from ..viz import plot_frame_strip, plot_layer_grid  # matplotlib is optional (the notebooks extra)
 
     model = motion_runs(study, runs, (scheme,))[scheme].load_model()
     data = held_out(study, clip + 1)
@@ -68,7 +67,7 @@ def static_figures(study: StudyPreset, runs: Runs, out: Output, scheme: str = "d
     strip = plot_frame_strip(video, gradient, out.folder / f"attention_gradient_{scheme}.png",
                              title=f"gradient rollout for the true class: {label_text}",
                              caption=f"positive part of gradient x attention, mean over heads; {out.label}")
-    from ..viz import AttentionExplorer
+    from ..viz import AttentionExplorer  # plotly and ipywidgets are optional
 
     page = AttentionExplorer(model, video, classes=data.classes).to_html(out.folder / f"attention_{scheme}.html")
     del grid, strip
@@ -78,7 +77,7 @@ def static_figures(study: StudyPreset, runs: Runs, out: Output, scheme: str = "d
 def meaningful(study: StudyPreset, runs: Runs, out: Output, methods: tuple[str, ...] = ("rollout", "gradient"),
                schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> pd.DataFrame:
     """Share of each map's mass on the deciding object, trained vs untrained, per scheme and method."""
-    from ..viz import plot_mask_scores
+    from ..viz import plot_mask_scores  # matplotlib is optional (the notebooks extra)
 
     trained = motion_runs(study, runs, schemes)
     models: list[tuple[str, torch.nn.Module]] = []

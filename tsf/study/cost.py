@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Any
 
 import pandas as pd
@@ -20,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ..attention import SCHEMES
+from ..bench.memory import memory_curves
+from ..bench.timing import quartiles, time_interleaved
 from ..config import ATTENTION_SCHEMES, preset
 from ..cost import count_macs, count_params, training_memory_bytes
 from ..model import TimeSformer
@@ -50,7 +50,7 @@ def flops_curves(schemes: tuple[str, ...] = ATTENTION_SCHEMES, crops: tuple[int,
 
 def plot_flops(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_flops"):
     """Figure 3: TFLOPs (and analytic attention memory) against crop and clip length."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex="col")
     for col, axis in enumerate(("crop", "frames")):
@@ -63,7 +63,8 @@ def plot_flops(frame: pd.DataFrame, out: Output | None = None, name: str = "cost
         axes[1, col].text(part.value.min(), paper.FIGURE3_JOINT_OOM["gpu_memory_gb"] * 1.15, "32 GB (paper's GPU)",
                           color="crimson", fontsize=8)
         axes[1, col].set_yscale("log")
-        axes[1, col].set_xlabel("crop side (px), 8 frames" if axis == "crop" else "frames, 224 px crop")
+        fixed = ", ".join(str(v) for v in part["frames" if axis == "crop" else "crop"].unique())
+        axes[1, col].set_xlabel(f"crop side (px), {fixed} frames" if axis == "crop" else f"frames, {fixed} px crop")
         axes[1, col].set_xticks(sorted(part.value.unique()))
     axes[0, 0].set_ylabel("TFLOPs per view (1 MAC = 1 FLOP)")
     axes[1, 0].set_ylabel("training-step memory, GB\n(analytic estimate, float32, 1 clip)")
@@ -87,66 +88,55 @@ def paper_models_cost() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _median_iqr(samples: list[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [samples[0]] * 3
-    return statistics.median(samples), q[0], q[2]
-
-
 def measure_time(model_preset: str = "small", schemes: tuple[str, ...] = ATTENTION_SCHEMES, *,
                  batch_size: int = 16, repeats: int = 10, warmup: int = 3,
                  device: str | None = None) -> pd.DataFrame:
     """Median (and quartiles) milliseconds per clip for inference and a training step, per scheme.
 
-    The schemes are interleaved round by round so that drifts of the machine touch all alike.
+    Every scheme's two steps are timed in the same rounds, interleaved and rotated
+    (:func:`tsf.bench.timing.time_interleaved`), so that drifts of the machine touch all alike.
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    models, data = {}, {}
+    models, calls = {}, {}
     for scheme in schemes:
         cfg = preset(model_preset, attention=scheme)
         torch.manual_seed(0)
         model = TimeSformer(cfg).to(dev)
-        models[scheme] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4))
-        data[scheme] = (torch.randn(batch_size, 3, cfg.num_frames, cfg.img_size, cfg.img_size, device=dev),
-                        torch.randint(0, cfg.num_classes, (batch_size,), device=dev))
-    samples: dict[tuple[str, str], list[float]] = {}
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    for round_ in range(warmup + repeats):
-        for scheme in schemes:
-            model, opt = models[scheme]
-            x, y = data[scheme]
-            model.eval()
-            sync()
-            t = time.perf_counter()
-            with torch.no_grad():
-                model(x)
-            sync()
-            infer = time.perf_counter() - t
-            model.train()
-            t = time.perf_counter()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            sync()
-            train = time.perf_counter() - t
-            if round_ >= warmup:
-                samples.setdefault((scheme, "inference"), []).append(infer * 1e3 / batch_size)
-                samples.setdefault((scheme, "training"), []).append(train * 1e3 / batch_size)
+        models[scheme] = model
+        x = torch.randn(batch_size, 3, cfg.num_frames, cfg.img_size, cfg.img_size, device=dev)
+        y = torch.randint(0, cfg.num_classes, (batch_size,), device=dev)
+        calls[(scheme, "inference")], calls[(scheme, "training")] = _steps(model, x, y)
+    seconds = time_interleaved(calls, warmup=warmup, repeats=repeats, device=dev, progress=False)
     rows = []
-    for (scheme, mode), values in samples.items():
-        med, lo, hi = _median_iqr(values)
-        cfg = models[scheme][0].config
+    for (scheme, mode), values in seconds.items():
+        lo, med, hi = quartiles([s * 1e3 / batch_size for s in values])
+        cfg = models[scheme].config
         rows.append({"scheme": scheme, "mode": mode, "ms_per_clip": med, "q1": lo, "q3": hi,
                      "clips_per_s": 1e3 / med, "gmacs_per_clip": count_macs(cfg) / 1e9, "batch_size": batch_size,
                      "repeats": repeats, "model": model_preset, "device": str(dev)})
     return pd.DataFrame(rows)
 
 
+def _steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """An inference call (eval, no gradients) and a training step (AdamW, lr 1e-4) of ``model``."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def inference() -> None:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    def training() -> None:
+        model.train()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return inference, training
+
+
 def plot_time(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_time"):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     schemes = list(dict.fromkeys(frame.scheme))
@@ -172,13 +162,11 @@ def measure_gpu_memory(schemes: tuple[str, ...] = ATTENTION_SCHEMES, crops: tupl
                        training: bool = True) -> pd.DataFrame:
     """Peak GPU memory of ViT-B/16 (bf16 autocast) per scheme over crops and frames; OOM recorded.
 
-    The measurement is :func:`tsf.bench.memory_curves` (what ``python -m tsf bench
+    The measurement is :func:`tsf.bench.memory.memory_curves` (what ``python -m tsf bench
     --memory-curves`` commits), as a table.
     """
     if not torch.cuda.is_available():
         raise RuntimeError("measure_gpu_memory needs a CUDA GPU; use flops_curves' analytic memory instead")
-    from ..bench import memory_curves
-
     return pd.DataFrame(memory_curves(schemes, crops, frames, batch_size=batch_size, training=training))
 
 

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..attention import SCHEMES
 from ..config import ATTENTION_SCHEMES, preset
-from ..cost import count_params
+from ..cost import count_macs, count_params
+from ..data.synthetic import cue_visibility
 from . import paper
 from .presets import StudyPreset
 from .pretrain import image_model
@@ -149,7 +150,7 @@ def table1_claims(table: pd.DataFrame) -> list[dict[str, str]]:
 
 
 def _plot_table1(table: pd.DataFrame, per_run: pd.DataFrame, study: StudyPreset, out: Output) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     xs = range(len(table))
@@ -234,7 +235,7 @@ def table4(study: StudyPreset, runs: Runs, out: Output) -> pd.DataFrame:
 
 def _plot_grouped(table: pd.DataFrame, label_col: str, metrics: list[tuple[str, str]], title: str, out: Output,
                   name: str, chance_for: dict[str, float] | None = None) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8))
     for ax, (col, label) in zip(axes, metrics):
@@ -254,8 +255,6 @@ def _plot_grouped(table: pd.DataFrame, label_col: str, metrics: list[tuple[str, 
 
 def frames_curve(study: StudyPreset, runs: Runs, out: Output, attention: str = "divided") -> pd.DataFrame:
     """Accuracy against the number of frames seen, on the long-range task (Figure 5, left)."""
-    from ..data.synthetic import cue_visibility
-
     specs, meta = {}, {}
     for frames in study.frames_sweep:
         for seed in study.ablation_seeds:
@@ -293,13 +292,11 @@ def frames_curve(study: StudyPreset, runs: Runs, out: Output, attention: str = "
 
 
 def _gmacs(study: StudyPreset, attention: str, frames: int) -> float:
-    from ..cost import count_macs
-
     return count_macs(preset(study.model, attention=attention, num_frames=frames)) / 1e9
 
 
 def _plot_frames(table: pd.DataFrame, study: StudyPreset, attention: str, out: Output) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(table.frames, table.val_acc, yerr=table.val_acc_std, marker="o", capsize=4,
@@ -346,7 +343,7 @@ def data_size_curve(study: StudyPreset, runs: Runs, out: Output,
 
 
 def _plot_data_size(table: pd.DataFrame, study: StudyPreset, out: Output) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, task in zip(axes, ("appearance", "motion")):
@@ -404,7 +401,7 @@ def time_embedding_curves(study: StudyPreset, runs: Runs, out: Output, attention
 
 
 def _plot_curves(curves: pd.DataFrame, study: StudyPreset, attention: str, out: Output) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional (the notebooks extra)
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
     styles = ("-", "--", ":", "-.")

@@ -9,6 +9,7 @@ import torch
 
 from ..config import ATTENTION_SCHEMES, TimeSformerConfig
 from ..cost import cost_row
+from ..data.synthetic import SyntheticVideos
 from .presets import StudyPreset
 from .pretrain import image_model
 from .report import Output
@@ -32,7 +33,7 @@ def train_motion_model(study: StudyPreset, runs: Runs, attention: str = "divided
 
 def plot_training(record: RunRecord, out: Output | None = None, name: str = "quickstart_training"):
     """Loss and accuracy per logged step, with the held-out accuracy of the finished run."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     lines = [json.loads(line) for line in (record.run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in lines if r["event"] == "step"]
@@ -59,9 +60,7 @@ def plot_training(record: RunRecord, out: Output | None = None, name: str = "qui
 def predict_examples(study: StudyPreset, record: RunRecord, out: Output | None = None, count: int = 6,
                      name: str = "quickstart_predictions") -> pd.DataFrame:
     """Top-3 predictions on held-out clips, with a strip of each clip's frames."""
-    import matplotlib.pyplot as plt
-
-    from ..data.synthetic import SyntheticVideos
+    import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     model = record.load_model()
     cfg = record.config

@@ -19,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..bench.table import format_table
+from ..provenance import label
 from .presets import STUDY_PRESETS
-from .runs import machine_label
 
 SUMMARY_ORDER = ("quickstart", "table1", "control", "calibration", "cost", "table4", "curves", "frames", "data_size",
                  "attention")
@@ -38,7 +39,7 @@ class Output:
     def create(cls, folder: str | Path, preset: str) -> "Output":
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
-        return cls(path, preset, machine_label())
+        return cls(path, preset, label())
 
     @property
     def label(self) -> str:
@@ -68,17 +69,17 @@ class Output:
 
 def _show_and_close(fig: Any) -> None:
     """Show a figure when a notebook kernel runs us, then release it (scripts and tests keep none open)."""
-    try:
+    try:  # IPython and matplotlib are optional (the notebooks extra)
         from IPython import get_ipython
 
         shell = get_ipython()
     except ImportError:
         shell = None
     if shell is not None and "IPKernelApp" in getattr(shell, "config", {}):
-        from IPython.display import display
+        from IPython.display import display  # optional, as above
 
         display(fig)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional, as above
 
     plt.close(fig)
 
@@ -105,13 +106,11 @@ def write_summary(folder: str | Path) -> Path:
         out += [f"## {part['title']}", ""]
         if part.get("note"):
             out += [part["note"], ""]
-        has_verdict = verdicts and any("verdict" in line for line in part["lines"])
-        out.append("| what | ours | paper |" + (" agrees? |" if has_verdict else ""))
-        out.append("|---|---|---|" + ("---|" if has_verdict else ""))
-        for line in part["lines"]:
-            row = f"| {line['what']} | {line['ours']} | {line['paper']} |"
-            out.append(row + (f" {line.get('verdict', '')} |" if has_verdict else ""))
-        out.append("")
+        columns = [("what", "what", "s"), ("ours", "ours", "s"), ("paper", "paper", "s")]
+        if verdicts and any("verdict" in line for line in part["lines"]):
+            columns.append(("verdict", "agrees?", "s"))
+        rows = [{"verdict": "", **{key: str(value) for key, value in line.items()}} for line in part["lines"]]
+        out += [format_table(rows, columns, markdown=True), ""]
     path = folder / "SUMMARY.md"
     path.write_text("\n".join(out))
     return path

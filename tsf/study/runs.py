@@ -26,6 +26,7 @@ from ..train import TrainConfig, fit
 from ..train.checkpoint import write_json_atomic
 from ..train.config import DataConfig
 from ..train.data import build_datasets
+from ..weights import load_pretrained
 from .metrics import cached_clips, held_out_scores, initial_model, scores_on
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,6 @@ class RunRecord:
     curve: list[dict[str, Any]] = field(default_factory=list)  # held-out scores by optimiser step (curve runs)
 
     def load_model(self):
-        from ..weights import load_pretrained
-
         return load_pretrained(self.run_dir / "model")
 
 
@@ -178,17 +177,6 @@ class Runs:
                 raise RuntimeError(f"run {name} finished without results in {self.path(name, cfg)}")
             out[name] = record
         return out
-
-
-def machine_label() -> str:
-    """What produced a figure: the GPU, or the CPU and its cores; torch version."""
-    if torch.cuda.is_available():
-        device = torch.cuda.get_device_name(0)
-    else:
-        from ..data.bench import cpu_name
-
-        device = cpu_name() + f", {os.cpu_count()} cores"
-    return f"{device} · torch {torch.__version__.split('+')[0]}"
 
 
 def synthetic_data(task: str, train_samples: int, val_samples: int, *, seed: int = 0,

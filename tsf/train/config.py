@@ -18,8 +18,9 @@ import yaml
 from ..config import PRESETS as MODEL_PRESETS
 from ..config import TimeSformerConfig
 from ..config import preset as model_preset
+from ..data.datasets import DATASET_FORMATS, ON_ERROR
 
-DATA_KINDS = ("synthetic", "kinetics", "ssv2", "folder")
+DATA_KINDS = ("synthetic", *DATASET_FORMATS)  # the synthetic study tasks, or real video in any dataset format
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
             raise ValueError(f"data.kind must be one of {DATA_KINDS}, got {self.kind!r}")
-        if self.on_error not in ("raise", "skip"):
+        if self.on_error not in ON_ERROR:
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
 
 

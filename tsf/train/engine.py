@@ -12,10 +12,10 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +25,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..model import TimeSformer
+from ..data.datasets import mix_seed
+from ..model import TimeSformer, autocast
+from ..provenance import machine, utc_now
+from ..version import __version__
 from ..weights import CheckpointError, load_pretrained, save_pretrained
 from .checkpoint import (
     CLASSES_FILE,
@@ -42,7 +45,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import build_datasets, dataset_classes
 from .evaluate import evaluate
-from .sampling import EpochSampler, SeededDataset, mix_seed
+from .sampling import EpochSampler, SeededDataset
 
 log = logging.getLogger(__name__)
 
@@ -107,28 +110,15 @@ def _setup(config: TrainConfig) -> _Proc:
 
 
 def _autocast(config: TrainConfig, device: torch.device):
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise ValueError(precision)
+    """The run's precision: ``auto`` is bf16 autocast on CUDA, float32 on a CPU."""
+    auto = "bf16" if device.type == "cuda" else "fp32"
+    return autocast(device, auto if config.precision == "auto" else config.precision)
 
 
 def environment(proc: _Proc) -> dict[str, Any]:
-    import tsf
-
-    info: dict[str, Any] = {
-        "tsf": tsf.__version__, "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "host": socket.gethostname(), "device": str(proc.device),
-        "world_size": proc.world, "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    if proc.device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(proc.device)
-    return info
+    """``env.json``: the run's start, its processes and device, and the machine (:func:`tsf.provenance.machine`)."""
+    return {"time": utc_now(), "tsf": __version__, "host": socket.gethostname(), "device": str(proc.device),
+            "world_size": proc.world, "machine": machine(proc.device)}
 
 
 # -- optimiser and schedule -------------------------------------------------------------
@@ -200,8 +190,6 @@ class _StopFlag:
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -234,6 +222,36 @@ def _all_sum(values: list[float], proc: _Proc) -> list[float]:
     return t.tolist()
 
 
+@dataclass
+class Sums:
+    """Running sums over clips: the loss (summed per clip), the correct predictions and the clips."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    clips: float = 0.0
+
+    def add(self, other: "Sums") -> None:
+        self.loss, self.correct, self.clips = self.loss + other.loss, self.correct + other.correct, self.clips + other.clips
+
+    def as_list(self) -> list[float]:
+        """``[loss, correct, clips]``, as checkpoints store them."""
+        return [self.loss, self.correct, self.clips]
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / self.clips
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.clips
+
+
+def _summed(proc: _Proc, *sums: Sums) -> list[Sums]:
+    """``sums`` added over all processes, in one all-reduce."""
+    flat = _all_sum([v for s in sums for v in s.as_list()], proc)
+    return [Sums(*flat[3 * k:3 * k + 3]) for k in range(len(sums))]
+
+
 def _resolve(config: TrainConfig, train: Dataset) -> TrainConfig:
     """Fit the model's class count to the data's (the data knows how many classes it has)."""
     n = getattr(train, "num_classes", None)
@@ -241,6 +259,206 @@ def _resolve(config: TrainConfig, train: Dataset) -> TrainConfig:
         log.info("model.num_classes set to %d, the number of classes in the data", n)
         return TrainConfig.from_dict({**config.to_dict(), "model": config.model.replace(num_classes=n).to_dict()})
     return config
+
+
+def _build_model(config: TrainConfig) -> TimeSformer:
+    """The model to train: ``config.init``'s weights, or a fresh one (seeded by ``config.seed``)."""
+    torch.manual_seed(config.seed)
+    if config.init:
+        # every field: what shapes cannot tell (heads, eps, dropout) comes from the config, the rest is checked
+        model = load_pretrained(config.init, **config.model.to_dict())
+        model.train()
+    else:
+        model = TimeSformer(config.model)
+    model.set_grad_checkpointing(config.grad_checkpointing)
+    return model
+
+
+class _Run:
+    """One call of :func:`fit`: the model, its optimiser and schedule, the data, and where the run stands.
+
+    ``step`` counts optimiser steps; ``start_epoch``, ``start_batch`` and ``start_sums`` say
+    where a resumed run picks up inside an epoch.
+    """
+
+    def __init__(self, config: TrainConfig, proc: _Proc, train_dataset: Dataset, val_dataset: Dataset | None) -> None:
+        self.config, self.proc = config, proc
+        self.train_dataset, self.val_dataset = train_dataset, val_dataset
+        self.classes = dataset_classes(train_dataset)
+        self.run_dir = Path(config.output_dir)
+        o = config.optim
+        self.model = _build_model(config)
+        self.sampler = EpochSampler(len(train_dataset), o.batch_size, config.seed, world_size=proc.world,
+                                    rank=proc.rank)
+        self.steps_per_epoch = self.sampler.batches_per_epoch // o.accum_steps
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(train_dataset)} clips give no full optimiser step of "
+                             f"{o.batch_size} x {o.accum_steps} accumulation x {proc.world} processes")
+        self.micro_per_epoch = self.steps_per_epoch * o.accum_steps
+        self.model.to(proc.device)
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.steps_per_epoch, config))
+        self.step, self.start_epoch, self.start_batch, self.start_sums = 0, 0, 0, Sums()
+        self.history: list[dict[str, Any]] = []
+        self.last_checkpoint: Path | None = None
+        self.interrupted = False
+
+    # -- before the loop ----------------------------------------------------------------
+
+    def resume_from(self, resume: bool | str | Path) -> None:
+        """``True``: the newest checkpoint of the run folder (none: start afresh); a path: that checkpoint."""
+        source = latest_checkpoint(self.run_dir) if resume is True else (Path(resume) if resume else None)
+        if resume is True and source is None:
+            log.info("no checkpoint in %s: starting afresh", self.run_dir)
+        if source is not None:
+            self.step, self.start_epoch, self.start_batch, sums, self.history = _restore(
+                source, self.config, self.model, self.optimizer, self.scheduler, self.proc)
+            self.start_sums = Sums(*sums)
+        self.last_checkpoint = source
+
+    def prepare(self) -> None:
+        """Wrap the model (DDP, compile), write the run folder's config and environment, build the loader."""
+        config, proc = self.config, self.proc
+        self.net: nn.Module = self.model
+        if proc.distributed:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[proc.device] if proc.device.type == "cuda" else None)
+        if config.compile:
+            self.net = torch.compile(self.net)
+        if proc.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.run_dir / "config.json", config.to_dict())
+            write_json_atomic(self.run_dir / "env.json", environment(proc))
+            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+        self.loader = DataLoader(SeededDataset(self.train_dataset), batch_size=config.optim.batch_size,
+                                 sampler=self.sampler, num_workers=config.data.num_workers,
+                                 pin_memory=proc.device.type == "cuda", persistent_workers=False)
+        self.autocast = _autocast(config, proc.device)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def should_stop(self, stop: _StopFlag) -> bool:
+        """A signal arrived or ``stop_after_steps`` is reached, on any process."""
+        wanted = stop.signal is not None or bool(self.config.stop_after_steps and
+                                                 self.step >= self.config.stop_after_steps)
+        return bool(_all_sum([float(wanted)], self.proc)[0])
+
+    def checkpoint(self, epoch: int, batch: int, running: Sums) -> None:
+        """Rank 0 saves the whole state (resume continues exactly from here); every process waits."""
+        if self.proc.main:
+            state = {"format": "tsf-trainer", "version": 1, "step": self.step, "epoch": epoch, "batch": batch,
+                     "sums": running.as_list(), "history": json.dumps(self.history),
+                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "scaler": None, "rng": _rng_state(), "train_config": json.dumps(self.config.to_dict())}
+            self.last_checkpoint = save_checkpoint(self.run_dir, self.step, self.model, state, classes=self.classes,
+                                                   keep=self.config.keep_checkpoints)
+        if self.proc.distributed:
+            dist.barrier()
+
+    def micro_step(self, epoch: int, batch: int, clips: Tensor, labels: Tensor) -> Sums:
+        """Forward and backward of one micro-batch (gradients accumulate); its sums."""
+        config, proc, o = self.config, self.proc, self.config.optim
+        micro = epoch * self.micro_per_epoch + batch  # global micro-batch index: seeds drop path
+        torch.manual_seed(mix_seed(config.seed, 1, micro, proc.rank))
+        clips, labels = clips.to(proc.device, non_blocking=True), labels.to(proc.device, non_blocking=True)
+        last_micro = (batch + 1) % o.accum_steps == 0
+        sync = contextlib.nullcontext() if (last_micro or not proc.distributed) else self.net.no_sync()
+        with sync:
+            with self.autocast:
+                logits = self.net(clips)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=o.label_smoothing)
+            (loss / o.accum_steps).backward()
+        n = labels.numel()
+        return Sums(loss.item() * n, (logits.argmax(-1) == labels).sum().item(), n)
+
+    def optimiser_step(self) -> None:
+        if self.config.optim.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip_grad)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+
+    def train_epoch(self, epoch: int, stop: _StopFlag) -> Sums:
+        """One epoch (the rest of it, when resumed inside it); sets ``interrupted`` when it stops early."""
+        config, proc, o = self.config, self.proc, self.config.optim
+        batch0 = self.start_batch if epoch == self.start_epoch else 0
+        running = Sums(*self.start_sums.as_list()) if epoch == self.start_epoch else Sums()
+        self.sampler.set_epoch(epoch, batch0)
+        if hasattr(self.train_dataset, "set_epoch"):  # real video: new random clips every epoch
+            self.train_dataset.set_epoch(epoch)
+        self.model.train()
+        bar = tqdm(total=self.micro_per_epoch, initial=batch0, desc=f"epoch {epoch + 1}/{o.epochs}",
+                   disable=not (config.progress and proc.main), leave=True, unit="batch")
+        self.epoch_start = time.perf_counter()
+        batch = batch0
+        step_sums = Sums()  # the current optimiser step's micro-batches
+        for clips, labels in self.loader:
+            if batch >= self.micro_per_epoch:
+                break
+            this = self.micro_step(epoch, batch, clips, labels)
+            running.add(this)
+            step_sums.add(this)
+            batch += 1
+            bar.update(1)
+            if batch % o.accum_steps:
+                continue
+            self.optimiser_step()
+            elapsed = time.perf_counter() - self.epoch_start
+            total, this_step = _summed(proc, running, step_sums)
+            step_sums = Sums()
+            rate = (batch - batch0) * o.batch_size * proc.world / max(elapsed, 1e-9)
+            bar.set_postfix(loss=f"{total.mean_loss:.3f}", acc=f"{total.accuracy:.3f}", clips_s=f"{rate:.1f}")
+            if proc.main and config.log_every and self.step % config.log_every == 0:
+                _append(self.run_dir / "metrics.jsonl", {
+                    "event": "step", "step": self.step, "epoch": epoch, "loss": this_step.mean_loss,
+                    "acc": this_step.accuracy, "lr": self.scheduler.get_last_lr()[0], "clips_per_s": rate})
+            stop_now = self.should_stop(stop)
+            if batch >= self.micro_per_epoch:  # the epoch's end checkpoints below
+                continue
+            if stop_now or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
+                self.checkpoint(epoch, batch, running)
+            if stop_now:
+                self.interrupted = True
+                break
+        bar.close()
+        return running
+
+    def end_epoch(self, epoch: int, running: Sums) -> None:
+        """The epoch's summary (training sums, the held-out scores when due), logged; a checkpoint."""
+        config, proc = self.config, self.proc
+        (total,) = _summed(proc, running)
+        summary: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": self.step,
+                                   "train_loss": total.mean_loss, "train_acc": total.accuracy,
+                                   "epoch_time": time.perf_counter() - self.epoch_start}
+        last_epoch = epoch == config.optim.epochs - 1
+        if self.val_dataset is not None and proc.main and (
+                last_epoch or (config.eval_every and (epoch + 1) % config.eval_every == 0)):
+            with self.autocast:
+                scores = evaluate(self.model, self.val_dataset, batch_size=config.optim.batch_size,
+                                  device=proc.device, progress=False, num_workers=config.data.num_workers)
+            summary.update({"val_loss": scores["loss"], "val_acc": scores["top1"], "val_top5": scores["top5"]})
+        self.history.append(summary)
+        if proc.main:
+            _append(self.run_dir / "metrics.jsonl", summary)
+            log.info("epoch %d: %s", epoch + 1, {k: v for k, v in summary.items() if k != "event"})
+        self.checkpoint(epoch + 1, 0, Sums())
+
+    # -- after the loop -------------------------------------------------------------------
+
+    def finish(self) -> TrainResult:
+        """A finished run writes the model and ``result.json``; the model comes back in eval mode."""
+        if self.proc.main and not self.interrupted:
+            save_pretrained(self.model, self.run_dir / "model")
+            if self.classes is not None:
+                (self.run_dir / "model" / CLASSES_FILE).write_text(json.dumps(self.classes))
+            write_json_atomic(self.run_dir / "result.json", {"steps": self.step, "history": self.history})
+        if self.proc.distributed:
+            dist.barrier()
+        self.model.eval()
+        return TrainResult(self.run_dir, self.model, self.history, self.step, self.interrupted, self.last_checkpoint,
+                           self.classes)
 
 
 def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
@@ -256,159 +474,19 @@ def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_datase
         train_dataset, built_val = build_datasets(config)
         val_dataset = built_val if val_dataset is None else val_dataset
     config = _resolve(config, train_dataset)
-    classes = dataset_classes(train_dataset)
-    run_dir = Path(config.output_dir)
-    o = config.optim
-
-    torch.manual_seed(config.seed)
-    if config.init:
-        # every field: what shapes cannot tell (heads, eps, dropout) comes from the config, the rest is checked
-        model = load_pretrained(config.init, **config.model.to_dict())
-        model.train()
-    else:
-        model = TimeSformer(config.model)
-    model.set_grad_checkpointing(config.grad_checkpointing)
-
-    sampler = EpochSampler(len(train_dataset), o.batch_size, config.seed, world_size=proc.world, rank=proc.rank)
-    steps_per_epoch = sampler.batches_per_epoch // o.accum_steps
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_dataset)} clips give no full optimiser step of "
-                         f"{o.batch_size} x {o.accum_steps} accumulation x {proc.world} processes")
-
-    model.to(proc.device)
-    optimizer = build_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, config))
-    step, start_epoch, start_batch, sums = 0, 0, 0, [0.0, 0.0, 0.0]  # sums: loss, correct, clips
-    history: list[dict[str, Any]] = []
-
-    source = latest_checkpoint(run_dir) if resume is True else (Path(resume) if resume else None)
-    if resume is True and source is None:
-        log.info("no checkpoint in %s: starting afresh", run_dir)
-    if source is not None:
-        step, start_epoch, start_batch, sums, history = _restore(source, config, model, optimizer, scheduler, proc)
-
-    net: nn.Module = model
-    if proc.distributed:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[proc.device] if proc.device.type == "cuda" else None)
-    if config.compile:
-        net = torch.compile(net)
-
-    if proc.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / "config.json", config.to_dict())
-        write_json_atomic(run_dir / "env.json", environment(proc))
-        _truncate_metrics(run_dir / "metrics.jsonl", step)
-
-    loader = DataLoader(SeededDataset(train_dataset), batch_size=o.batch_size, sampler=sampler,
-                        num_workers=config.data.num_workers, pin_memory=proc.device.type == "cuda",
-                        persistent_workers=False)
-    autocast = _autocast(config, proc.device)
-    last_ckpt: Path | None = source
-    interrupted = False
-
-    def checkpoint(epoch: int, batch: int, running: list[float]) -> None:
-        nonlocal last_ckpt
-        if proc.main:
-            state = {"format": "tsf-trainer", "version": 1, "step": step, "epoch": epoch, "batch": batch,
-                     "sums": list(running), "history": json.dumps(history),
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": None,
-                     "rng": _rng_state(), "train_config": json.dumps(config.to_dict())}
-            last_ckpt = save_checkpoint(run_dir, step, model, state, classes=classes, keep=config.keep_checkpoints)
-        if proc.distributed:
-            dist.barrier()
-
+    run = _Run(config, proc, train_dataset, val_dataset)
+    run.resume_from(resume)
+    run.prepare()
     with _StopFlag() as stop:
-        for epoch in range(start_epoch, o.epochs):
-            batch0 = start_batch if epoch == start_epoch else 0
-            running = list(sums) if epoch == start_epoch else [0.0, 0.0, 0.0]
-            sampler.set_epoch(epoch, batch0)
-            if hasattr(train_dataset, "set_epoch"):  # real video: new random clips every epoch
-                train_dataset.set_epoch(epoch)
-            model.train()
-            micro_total = steps_per_epoch * o.accum_steps
-            bar = tqdm(total=micro_total, initial=batch0, desc=f"epoch {epoch + 1}/{o.epochs}",
-                       disable=not (config.progress and proc.main), leave=True, unit="batch")
-            t0 = time.perf_counter()
-            batch = batch0
-            step_sums = [0.0, 0.0, 0.0]  # loss, correct, clips of the current optimiser step (all its micro-batches)
-            for clips, labels in loader:
-                if batch >= micro_total:
-                    break
-                micro = epoch * micro_total + batch  # global micro-batch index: seeds drop path
-                torch.manual_seed(mix_seed(config.seed, 1, micro, proc.rank))
-                clips, labels = clips.to(proc.device, non_blocking=True), labels.to(proc.device, non_blocking=True)
-                last_micro = (batch + 1) % o.accum_steps == 0
-                sync = contextlib.nullcontext() if (last_micro or not proc.distributed) else net.no_sync()
-                with sync:
-                    with autocast:
-                        logits = net(clips)
-                        loss = F.cross_entropy(logits.float(), labels, label_smoothing=o.label_smoothing)
-                    (loss / o.accum_steps).backward()
-                n = labels.numel()
-                this = [loss.item() * n, (logits.argmax(-1) == labels).sum().item(), n]
-                running = [a + b for a, b in zip(running, this)]
-                step_sums = [a + b for a, b in zip(step_sums, this)]
-                batch += 1
-                bar.update(1)
-                if not last_micro:
-                    continue
-                if o.clip_grad is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip_grad)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                step += 1
-                elapsed = time.perf_counter() - t0
-                loss_sum, correct_sum, seen, step_loss, step_correct, step_seen = _all_sum(running + step_sums, proc)
-                step_sums = [0.0, 0.0, 0.0]
-                rate = (batch - batch0) * o.batch_size * proc.world / max(elapsed, 1e-9)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct_sum / seen:.3f}", clips_s=f"{rate:.1f}")
-                if proc.main and config.log_every and step % config.log_every == 0:
-                    _append(run_dir / "metrics.jsonl", {
-                        "event": "step", "step": step, "epoch": epoch, "loss": step_loss / step_seen,
-                        "acc": step_correct / step_seen, "lr": scheduler.get_last_lr()[0], "clips_per_s": rate})
-                stop_now = stop.signal is not None or (config.stop_after_steps and step >= config.stop_after_steps)
-                stop_now = bool(_all_sum([float(stop_now)], proc)[0])
-                done_epoch = batch >= micro_total
-                if (config.checkpoint_every and step % config.checkpoint_every == 0 and not done_epoch) or (
-                        stop_now and not done_epoch):
-                    checkpoint(epoch, batch, running)
-                if stop_now and not done_epoch:
-                    interrupted = True
-                    break
-            bar.close()
-            if interrupted:
+        for epoch in range(run.start_epoch, config.optim.epochs):
+            running = run.train_epoch(epoch, stop)
+            if run.interrupted:
                 break
-            loss_sum, correct_sum, seen = _all_sum(running, proc)
-            summary: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": step,
-                                       "train_loss": loss_sum / seen, "train_acc": correct_sum / seen,
-                                       "epoch_time": time.perf_counter() - t0}
-            last_epoch = epoch == o.epochs - 1
-            if val_dataset is not None and proc.main and (
-                    last_epoch or (config.eval_every and (epoch + 1) % config.eval_every == 0)):
-                with autocast:
-                    scores = evaluate(model, val_dataset, batch_size=o.batch_size, device=proc.device,
-                                      progress=False, num_workers=config.data.num_workers)
-                summary.update({"val_loss": scores["loss"], "val_acc": scores["top1"], "val_top5": scores["top5"]})
-            history.append(summary)
-            if proc.main:
-                _append(run_dir / "metrics.jsonl", summary)
-                log.info("epoch %d: %s", epoch + 1, {k: v for k, v in summary.items() if k != "event"})
-            checkpoint(epoch + 1, 0, [0.0, 0.0, 0.0])
-            stop_after = stop.signal is not None or (config.stop_after_steps and step >= config.stop_after_steps)
-            if bool(_all_sum([float(bool(stop_after))], proc)[0]) and not last_epoch:
-                interrupted = True
+            run.end_epoch(epoch, running)
+            if run.should_stop(stop) and epoch < config.optim.epochs - 1:
+                run.interrupted = True
                 break
-
-    if proc.main and not interrupted:
-        save_pretrained(model, run_dir / "model")
-        if classes is not None:
-            (run_dir / "model" / CLASSES_FILE).write_text(json.dumps(classes))
-        write_json_atomic(run_dir / "result.json", {"steps": step, "history": history})
-    if proc.distributed:
-        dist.barrier()
-    model.eval()
-    return TrainResult(run_dir, model, history, step, interrupted, last_ckpt, classes)
+    return run.finish()
 
 
 def _restore(source: Path, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,

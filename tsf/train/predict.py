@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..data.datasets import VideoDataset, read_class_names
+from ..data.video import ClipSampling
 from .checkpoint import read_classes
 
 
@@ -19,22 +20,9 @@ class Prediction:
     views: int  # temporal clips x spatial crops whose logits were summed
 
 
-def read_label_file(path: str | Path) -> list[str]:
-    """Class names: a JSON list, a JSON object {name: index} (SSv2 style), or one name per line."""
-    text = Path(path).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return [line.strip() for line in text.splitlines() if line.strip()]
-    if isinstance(data, list):
-        return [str(x) for x in data]
-    if isinstance(data, dict):
-        return [name for name, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
-    raise ValueError(f"{path}: expected a list of class names, a {{name: index}} object, or one name per line")
-
-
 def class_names(checkpoint: str | Path | None, labels: str | Path | None, num_classes: int) -> list[str]:
-    names = read_label_file(labels) if labels else (read_classes(checkpoint) if checkpoint else None)
+    """The model's class names: from ``labels`` (:func:`tsf.data.read_class_names`), else the checkpoint's, else numbers."""
+    names = read_class_names(labels) if labels else (read_classes(checkpoint) if checkpoint else None)
     if names is None:
         return [str(i) for i in range(num_classes)]
     if len(names) != num_classes:
@@ -47,8 +35,6 @@ def predict_videos(model: nn.Module, paths: list[str | Path], *, classes: list[s
                    num_clips: int = 1, num_crops: int = 3, sampling: str = "dense", sampling_rate: int = 32,
                    device: str | torch.device | None = None) -> list[Prediction]:
     """Top-k classes of each video: ``num_clips`` x ``num_crops`` views, logits summed (the paper's protocol)."""
-    from ..data import ClipSampling, VideoDataset
-
     cfg = model.config
     device = torch.device(device) if device is not None else next(model.parameters()).device
     names = classes or [str(i) for i in range(cfg.num_classes)]

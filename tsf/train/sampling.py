@@ -23,17 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-_MASK = (1 << 63) - 1
-
-
-def mix_seed(*parts: int) -> int:
-    """A well-spread 63-bit seed from integers (splitmix64 over the parts)."""
-    x = 0x9E3779B97F4A7C15
-    for part in parts:
-        x = (x ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-        x ^= x >> 31
-    return x & _MASK
+from ..data.datasets import mix_seed
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

@@ -36,7 +36,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "AttentionExplorer":
-        from .explorer import AttentionExplorer
+        from .explorer import AttentionExplorer  # plotly and ipywidgets are optional: imported on first use
 
         return AttentionExplorer
     raise AttributeError(f"module 'tsf.viz' has no attribute {name!r}")

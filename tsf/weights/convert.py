@@ -17,7 +17,6 @@ Where each configuration field comes from:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import re
@@ -31,12 +30,9 @@ from torch import Tensor
 from ..attention import SCHEMES
 from ..config import ATTENTION_SCHEMES, POS_EMBED_CHOICES, TimeSformerConfig, canonical_attention
 from ..model import TimeSformer, init_time_embed, resize_pos_embed, resize_time_embed
-from .formats import (
-    AUTHORS, DEFAULT_LAYER_NORM_EPS, FORMAT_MARKER, HF_MODEL_TYPES, HF_TIMESFORMER, HF_VIT, IMAGE_LAYOUTS,
-    LAYOUT_TITLES, TIMM_VIT, TSF, Hints, detect_layout, extra_step_names, hf_timesformer_to_tsf, hf_vit_to_tsf,
-    hints_from_authors_cfg, hints_from_hf_config, hints_from_tsf_config, is_video, unwrap,
-)
-from .io import MAX_LISTED, CheckpointError, RawCheckpoint, describe_keys, read_source, write_json, write_safetensors
+from ..version import __version__
+from .formats import Format, Hints, Unwrapped, detect_format, extra_step_names, our_config, unwrap
+from .io import FORMAT_MARKER, MAX_LISTED, CheckpointError, describe_keys, read_source, write_json, write_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +49,7 @@ class Adapted:
 
     config: TimeSformerConfig
     state: dict[str, Tensor]
-    layout: str  # tsf | authors | hf_timesformer | timm_vit | hf_vit (see tsf.weights.formats)
+    layout: str  # tsf | authors | hf_timesformer | timm_vit | hf_vit (the rows of tsf.weights.formats.FORMATS)
     name: str  # the file, or "<state dict>"
     notes: tuple[str, ...]  # what was changed: inflation, resizing, a new head
 
@@ -128,12 +124,12 @@ def _wanted(field: str, hints: Hints, overrides: dict[str, Any]) -> tuple[Any, s
     return hints.get(field)
 
 
-def resolve_scheme(state: dict[str, Tensor], layout: str, hints: Hints, overrides: dict[str, Any],
+def resolve_scheme(state: dict[str, Tensor], fmt: Format, hints: Hints, overrides: dict[str, Any],
                    name: str) -> tuple[str, str]:
     """``(attention, pos_embed)``: for a video checkpoint, the ones its keys fit (the source's
     configuration or an override picks among several); for an image ViT, the override or divided."""
     has_pos, has_time = "pos_embed" in state, "time_embed" in state
-    if layout in IMAGE_LAYOUTS:
+    if fmt.image:
         attention = overrides.get("attention", "divided")
         pos_embed = overrides.get("pos_embed", "space_time" if has_pos else "none")
         if pos_embed != "none" and not has_pos:
@@ -160,7 +156,7 @@ def resolve_scheme(state: dict[str, Tensor], layout: str, hints: Hints, override
     return attention, pos_embed
 
 
-def resolve_config(state: dict[str, Tensor], layout: str, hints: Hints, overrides: dict[str, Any],
+def resolve_config(state: dict[str, Tensor], fmt: Format, hints: Hints, overrides: dict[str, Any],
                    name: str) -> tuple[TimeSformerConfig, Facts]:
     """The configuration of the model to build, and the facts the weights fix (see the module docstring)."""
     facts = shape_facts(state, name)
@@ -176,7 +172,7 @@ def resolve_config(state: dict[str, Tensor], layout: str, hints: Hints, override
             if field in source:
                 values[field] = source[field]
                 break
-    values["attention"], values["pos_embed"] = resolve_scheme(state, layout, hints, overrides, name)
+    values["attention"], values["pos_embed"] = resolve_scheme(state, fmt, hints, overrides, name)
     for f in dataclasses.fields(TimeSformerConfig):  # config.json may say 0 where we keep 0.0
         if f.type == "float" and isinstance(values.get(f.name), int) and not isinstance(values[f.name], bool):
             values[f.name] = float(values[f.name])
@@ -186,7 +182,7 @@ def resolve_config(state: dict[str, Tensor], layout: str, hints: Hints, override
             raise CheckpointError(f"{name}: the number of heads cannot be read from the weights, and embed_dim {D} is "
                                   "not a multiple of 64 (the usual head width): pass num_heads=...")
         values["num_heads"] = D // 64
-    values.setdefault("layer_norm_eps", DEFAULT_LAYER_NORM_EPS.get(layout, 1e-6))
+    values.setdefault("layer_norm_eps", fmt.layer_norm_eps)
     values.setdefault("img_size", P * max(1, round(224 / P)))  # no position embedding: any crop runs
     try:
         config = TimeSformerConfig(**values)
@@ -272,7 +268,7 @@ def summary(config: TimeSformerConfig) -> str:
             f"{config.depth} x {config.embed_dim} with {config.num_heads} heads")
 
 
-def check_state(state: dict[str, Tensor], config: TimeSformerConfig, name: str, layout: str) -> None:
+def check_state(state: dict[str, Tensor], config: TimeSformerConfig, name: str, fmt: Format) -> None:
     """Every key of ``TimeSformer(config)`` present with its shape, and no other key."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in TimeSformer(config).state_dict().items()}
@@ -290,25 +286,12 @@ def check_state(state: dict[str, Tensor], config: TimeSformerConfig, name: str, 
         listed = ", ".join(f"{k} {tuple(state[k].shape)} (the model needs {expected[k]})" for k in wrong[:MAX_LISTED])
         problems.append(f"shapes that do not fit: {listed}")
     if problems:
-        raise CheckpointError(f"{name} (read as {LAYOUT_TITLES[layout]}: {summary(config)}): " + "; ".join(problems))
+        raise CheckpointError(f"{name} (read as {fmt.title}: {summary(config)}): " + "; ".join(problems))
 
 
 # --------------------------------------------------------------------------------------
 # The pipeline
 # --------------------------------------------------------------------------------------
-
-
-def _our_config(raw: RawCheckpoint) -> tuple[dict[str, Any], str] | None:
-    if raw.config is not None and raw.config.get("format") == FORMAT_MARKER:
-        if not isinstance(raw.config.get("config"), dict):
-            raise CheckpointError(f"{raw.name}: our config.json has no 'config' object")
-        return raw.config["config"], f"{raw.name}'s config.json"
-    if raw.metadata.get("tsf_format") == FORMAT_MARKER:
-        try:
-            return json.loads(raw.metadata["tsf_config"]), f"{raw.name}'s metadata"
-        except (KeyError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{raw.name}: tsf metadata without a readable tsf_config ({err!r})") from None
-    return None
 
 
 def _check_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -341,41 +324,18 @@ def adapt(source: Any, **overrides: Any) -> Adapted:
     overrides = _check_overrides(overrides)
     raw = read_source(source)
     name = raw.name
-    state, cfg, authors = unwrap(raw.obj, name)
-    layout = detect_layout(state)
-    if layout is None:
-        raise CheckpointError(f"{name}: unknown key layout: neither the authors'/timm's names (patch_embed.proj.weight) "
-                              f"nor Hugging Face's (embeddings.patch_embeddings.projection.weight); its keys: "
-                              f"{describe_keys(state, list(state))}")
-    ours = _our_config(raw)
-    model_type = raw.config.get("model_type") if raw.config is not None and ours is None else None
-    if model_type in HF_MODEL_TYPES and HF_MODEL_TYPES[model_type] != layout:
-        raise CheckpointError(f"{name}: config.json says model_type {model_type!r} but the keys are those of "
-                              f"{LAYOUT_TITLES[layout]}")
-    hints: Hints = {}
-    if layout == HF_TIMESFORMER:
-        state = hf_timesformer_to_tsf(state)
-    elif layout == HF_VIT:
-        state = hf_vit_to_tsf(state)
-    elif ours is not None:
-        layout = TSF
-        hints = hints_from_tsf_config(*ours)
-    elif not (authors or cfg is not None or is_video(state)):
-        layout = TIMM_VIT
-        logger.info("%s: no time embedding and no extra attention step: read as an image ViT (pass "
-                    "attention='space' for a space-only TimeSformer saved without its cfg)", name)
-    if layout in (HF_TIMESFORMER, HF_VIT) and model_type is not None:
-        hints = hints_from_hf_config(raw.config, name)
-    elif layout == AUTHORS:
-        hints = hints_from_authors_cfg(cfg, name)
-
-    config, facts = resolve_config(state, layout, hints, overrides, name)
-    state, notes = fit_state(state, facts, config, image=layout in IMAGE_LAYOUTS)
-    check_state(state, config, name, layout)
-    logger.info("%s: %s -> %s", name, LAYOUT_TITLES[layout], summary(config))
+    unwrapped = Unwrapped(raw, *unwrap(raw.obj, name), our_config(raw))
+    fmt = detect_format(unwrapped)
+    if fmt.note:
+        logger.info("%s: %s", name, fmt.note)
+    state, hints = fmt.to_tsf(unwrapped.state), fmt.hints(unwrapped)
+    config, facts = resolve_config(state, fmt, hints, overrides, name)
+    state, notes = fit_state(state, facts, config, image=fmt.image)
+    check_state(state, config, name, fmt)
+    logger.info("%s: %s -> %s", name, fmt.title, summary(config))
     for note in notes:
         logger.info("%s: %s", name, note)
-    return Adapted(config, _owned(state, raw.in_memory), layout, name, tuple(notes))
+    return Adapted(config, _owned(state, raw.in_memory), fmt.layout, name, tuple(notes))
 
 
 def load_pretrained(source: Any, **overrides: Any) -> TimeSformer:
@@ -415,8 +375,6 @@ def save_pretrained(model: TimeSformer, folder: str | Path) -> Path:
     if not isinstance(model, TimeSformer):
         raise TypeError(f"save_pretrained takes a tsf.TimeSformer, got {type(model).__name__} "
                         "(for Hugging Face, use tsf.to_hf(model).save_pretrained(folder))")
-    from .. import __version__
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = model.config

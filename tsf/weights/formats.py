@@ -1,50 +1,38 @@
 """The weight formats tsf reads, recognised by their keys, and one adapter per format.
 
-Every adapter is a pure function from a state dict to a new state dict in our names (the
-authors' names, see ``tsf.model``), in the style of timm's ``checkpoint_filter_fn``. Keys an
-adapter does not know pass through unchanged, so the strict check that follows names them.
+:data:`FORMATS` is the table ``load_pretrained`` reads: one row per format, tried in order,
+each with how it is recognised (``detect``), how its keys become ours (``to_tsf``) and what its
+own configuration says (``hints``). Every adapter is a pure function from a state dict to a new
+state dict in our names (the authors' names, see ``tsf.model``), in the style of timm's
+``checkpoint_filter_fn``. Keys an adapter does not know pass through unchanged, so the strict
+check that follows names them.
 
 | layout           | recognised by                                              | source                         |
 |------------------|------------------------------------------------------------|--------------------------------|
 | ``tsf``          | our ``config.json`` / safetensors metadata marker          | ``tsf.save_pretrained``        |
 | ``authors``      | ``patch_embed.proj.weight`` + video keys, ``model.`` prefix, ``model_state`` | facebookresearch/TimeSformer ``.pyth`` |
-| ``hf_timesformer`` | ``...embeddings.patch_embeddings.projection`` + packed ``qkv`` | transformers ``Timesformer*`` |
 | ``timm_vit``     | ``patch_embed.proj.weight`` and no video keys              | timm ``vit_base_patch16_224``  |
+| ``hf_timesformer`` | ``...embeddings.patch_embeddings.projection`` + packed ``qkv`` | transformers ``Timesformer*`` |
 | ``hf_vit``       | ``...embeddings.patch_embeddings.projection`` + ``query``/``q_proj`` | transformers ``ViT*``   |
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import yaml
 from torch import Tensor
 
-from ..config import canonical_attention
-from .io import STATE_DICT_NAME, CheckpointError, describe_keys
+from ..config import TimeSformerConfig, canonical_attention
+from .io import FORMAT_MARKER, STATE_DICT_NAME, CheckpointError, RawCheckpoint, describe_keys
 
 logger = logging.getLogger(__name__)
-
-FORMAT_MARKER = "tsf.TimeSformer"  # in our config.json ("format") and safetensors metadata ("tsf_format")
-
-TSF, AUTHORS, HF_TIMESFORMER, TIMM_VIT, HF_VIT = "tsf", "authors", "hf_timesformer", "timm_vit", "hf_vit"
-IMAGE_LAYOUTS = frozenset({TIMM_VIT, HF_VIT})  # image ViTs: inflated to a video model
-LAYOUT_TITLES = {
-    TSF: "a tsf checkpoint",
-    AUTHORS: "an authors' TimeSformer checkpoint (facebookresearch/TimeSformer layout)",
-    HF_TIMESFORMER: "a Hugging Face TimeSformer",
-    TIMM_VIT: "an image ViT with timm names",
-    HF_VIT: "a Hugging Face image ViT",
-}
-# HF config.json model_type of each Hugging Face layout
-HF_MODEL_TYPES = {"timesformer": HF_TIMESFORMER, "vit": HF_VIT}
-
-# LayerNorm eps when nothing else says: the authors' / timm's ViT use 1e-6, Hugging Face's ViTConfig 1e-12.
-DEFAULT_LAYER_NORM_EPS = {HF_VIT: 1e-12}
 
 
 # --------------------------------------------------------------------------------------
@@ -174,17 +162,25 @@ def unwrap(obj: Mapping[str, Any], name: str) -> tuple[dict[str, Tensor], Any, b
     return state, cfg, authors
 
 
-def detect_layout(state: Mapping[str, Tensor]) -> str | None:
-    """``authors`` (our names: authors', timm's or ours), ``hf_timesformer``, ``hf_vit`` or None."""
-    keys = list(state)
-    if "patch_embed.proj.weight" in keys:
-        return AUTHORS
-    if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in keys):
-        if any(".attention.attention.qkv." in k or k.endswith("embeddings.time_embeddings") for k in keys):
-            return HF_TIMESFORMER
-        if any(re.search(r"\.attention\.(attention\.(query|key|value)|[qkv]_proj)\.", k) for k in keys):
-            return HF_VIT
-    return None
+def has_our_names(state: Mapping[str, Tensor]) -> bool:
+    """The authors', timm's and our key names (``patch_embed.proj.weight``)."""
+    return "patch_embed.proj.weight" in state
+
+
+def _hf_names(state: Mapping[str, Tensor]) -> bool:
+    return any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in state)
+
+
+def is_hf_timesformer(state: Mapping[str, Tensor]) -> bool:
+    """Hugging Face's names with a packed ``qkv`` or a time embedding: its TimeSformer."""
+    return _hf_names(state) and any(".attention.attention.qkv." in k or k.endswith("embeddings.time_embeddings")
+                                    for k in state)
+
+
+def is_hf_vit(state: Mapping[str, Tensor]) -> bool:
+    """Hugging Face's names with separate query, key and value: its image ViT."""
+    return _hf_names(state) and any(re.search(r"\.attention\.(attention\.(query|key|value)|[qkv]_proj)\.", k)
+                                    for k in state)
 
 
 def extra_step_names(state: Mapping[str, Tensor]) -> frozenset[str]:
@@ -317,10 +313,92 @@ def hints_from_hf_config(config: Mapping[str, Any], name: str) -> Hints:
 
 def hints_from_tsf_config(config: Mapping[str, Any], label: str) -> Hints:
     """Every field of our own config (``save_pretrained``'s config.json or safetensors metadata)."""
-    from ..config import TimeSformerConfig
-
     try:
         cfg = TimeSformerConfig.from_dict(dict(config))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{label}: not a valid TimeSformerConfig: {err}") from None
     return {k: (v, f"{label} ({k}: {v})") for k, v in cfg.to_dict().items()}
+
+
+def our_config(raw: RawCheckpoint) -> tuple[dict[str, Any], str] | None:
+    """Our own config (from ``save_pretrained``'s config.json or safetensors metadata) and where it was read."""
+    if raw.config is not None and raw.config.get("format") == FORMAT_MARKER:
+        if not isinstance(raw.config.get("config"), dict):
+            raise CheckpointError(f"{raw.name}: our config.json has no 'config' object")
+        return raw.config["config"], f"{raw.name}'s config.json"
+    if raw.metadata.get("tsf_format") == FORMAT_MARKER:
+        try:
+            return json.loads(raw.metadata["tsf_config"]), f"{raw.name}'s metadata"
+        except (KeyError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{raw.name}: tsf metadata without a readable tsf_config ({err!r})") from None
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# The table: one row per format, in the order they are tried
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    """A source with its state dict found and wrapper prefixes stripped (see :func:`unwrap`)."""
+
+    raw: RawCheckpoint
+    state: dict[str, Tensor]
+    cfg: Any  # the authors' cfg entry (YAML text), if any
+    authors: bool  # the authors' container or ``model.`` prefix
+    ours: tuple[dict[str, Any], str] | None  # our own config and where it was read (:func:`our_config`)
+
+    @property
+    def model_type(self) -> str | None:
+        """A foreign config.json's ``model_type`` (Hugging Face's), if any."""
+        return self.raw.config.get("model_type") if self.raw.config is not None and self.ours is None else None
+
+
+@dataclass(frozen=True)
+class Format:
+    """One weight format: how it is recognised, renamed to our names, and what it says about the config."""
+
+    layout: str
+    title: str  # how messages name it
+    detect: Callable[[Unwrapped], bool]
+    to_tsf: Callable[[Mapping[str, Tensor]], dict[str, Tensor]]  # pure: a new dict in our names
+    hints: Callable[[Unwrapped], Hints]  # what its own configuration says
+    image: bool = False  # an image ViT: inflated to a video model
+    hf_model_type: str | None = None  # the config.json model_type of a Hugging Face format
+    layer_norm_eps: float = 1e-6  # when nothing else says: the authors' / timm's ViT use 1e-6
+    note: str = ""  # logged when a source is read as this format
+
+
+def _hf_hints(u: Unwrapped) -> Hints:
+    return hints_from_hf_config(u.raw.config, u.raw.name) if u.model_type is not None else {}
+
+
+FORMATS: dict[str, Format] = {f.layout: f for f in (
+    Format("tsf", "a tsf checkpoint", lambda u: has_our_names(u.state) and u.ours is not None, dict,
+           lambda u: hints_from_tsf_config(*u.ours)),
+    Format("authors", "an authors' TimeSformer checkpoint (facebookresearch/TimeSformer layout)",
+           lambda u: has_our_names(u.state) and (u.authors or u.cfg is not None or is_video(u.state)), dict,
+           lambda u: hints_from_authors_cfg(u.cfg, u.raw.name)),
+    Format("timm_vit", "an image ViT with timm names", lambda u: has_our_names(u.state), dict, lambda u: {},
+           image=True, note="no time embedding and no extra attention step: read as an image ViT (pass "
+                            "attention='space' for a space-only TimeSformer saved without its cfg)"),
+    Format("hf_timesformer", "a Hugging Face TimeSformer", lambda u: is_hf_timesformer(u.state),
+           hf_timesformer_to_tsf, _hf_hints, hf_model_type="timesformer"),
+    Format("hf_vit", "a Hugging Face image ViT", lambda u: is_hf_vit(u.state), hf_vit_to_tsf, _hf_hints,
+           image=True, hf_model_type="vit", layer_norm_eps=1e-12),  # Hugging Face's ViTConfig default
+)}
+
+
+def detect_format(u: Unwrapped) -> Format:
+    """The first format of :data:`FORMATS` that recognises the source; a clear error if none does."""
+    found = next((f for f in FORMATS.values() if f.detect(u)), None)
+    if found is None:
+        raise CheckpointError(f"{u.raw.name}: unknown key layout: neither the authors'/timm's names "
+                              f"(patch_embed.proj.weight) nor Hugging Face's (embeddings.patch_embeddings.projection"
+                              f".weight); its keys: {describe_keys(u.state, list(u.state))}")
+    by_type = {f.hf_model_type: f for f in FORMATS.values() if f.hf_model_type}
+    if u.model_type in by_type and by_type[u.model_type] is not found:
+        raise CheckpointError(f"{u.raw.name}: config.json says model_type {u.model_type!r} but the keys are those of "
+                              f"{found.title}")
+    return found

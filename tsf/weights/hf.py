@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..attention import SCHEMES
 from ..config import TimeSformerConfig
 from ..model import TimeSformer
 from .formats import tsf_to_hf_timesformer
@@ -12,7 +13,7 @@ from .formats import tsf_to_hf_timesformer
 logger = logging.getLogger(__name__)
 
 # our scheme -> Hugging Face's attention_type; it implements the authors' three
-HF_ATTENTION = {"space": "space_only", "joint": "joint_space_time", "divided": "divided_space_time"}
+HF_ATTENTION = {name: scheme.hf_name for name, scheme in SCHEMES.items() if scheme.hf_name}
 
 
 def hf_config_kwargs(config: TimeSformerConfig) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def to_hf(model: TimeSformer) -> Any:
     on clips whose frames are all the same. Sparse Local Global and Axial have no Hugging
     Face counterpart: a ``ValueError``. Needs ``transformers`` (imported here, not before).
     """
-    try:
+    try:  # transformers is optional (the test extra): imported here, not before
         from transformers import TimesformerConfig, TimesformerForVideoClassification
     except ImportError as err:
         raise ImportError("tsf.to_hf needs the transformers package: pip install transformers") from err

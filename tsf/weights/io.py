@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 STATE_DICT_NAME = "<state dict>"  # how an in-memory source is named in messages
+FORMAT_MARKER = "tsf.TimeSformer"  # in our config.json ("format") and safetensors metadata ("tsf_format")
 MAX_LISTED = 5  # offending keys named in one message
 
 # A folder's weight files, in the order they are looked for (Hugging Face's names).
@@ -87,8 +90,6 @@ def _read_module(module: torch.nn.Module) -> RawCheckpoint:
     if hasattr(config, "to_dict"):  # a Hugging Face PreTrainedConfig, or our TimeSformerConfig
         config = config.to_dict()
         if "model_type" not in config:  # ours: shape it like our config.json
-            from .formats import FORMAT_MARKER
-
             config = {"format": FORMAT_MARKER, "config": config}
     return RawCheckpoint(module.state_dict(), name, config if isinstance(config, dict) else None, in_memory=True)
 
@@ -143,8 +144,6 @@ def read_weight_file(path: Path) -> tuple[Mapping[str, Any], dict[str, str]]:
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
@@ -178,8 +177,6 @@ def _torch_load(path: Path) -> Any:
 
 def write_safetensors(state: Mapping[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
     """Write a safetensors file atomically (a temporary file renamed into place)."""
-    from safetensors.torch import save_file
-
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)

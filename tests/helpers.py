@@ -1,0 +1,51 @@
+"""Helpers the test modules share: paths, README blocks, tiny models and clips, waiting on a process."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+import tsf
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def readme_block(name: str) -> str:
+    """The text of README.md's ``<!-- name:begin -->`` ... ``<!-- name:end -->`` code block."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- {name}:begin -->\s*```\n(.*?)```\s*<!-- {name}:end -->", text, re.S)
+    assert match, f"README.md has no {name} block"
+    return match.group(1).strip()
+
+
+def tiny(attention: str, img: int = 16, patch: int = 4, frames: int = 4, **kw) -> tsf.TimeSformerConfig:
+    """The tiny preset at another crop, patch and clip length."""
+    return tsf.preset("tiny", attention=attention, img_size=img, patch_size=patch, num_frames=frames, **kw)
+
+
+def clip(config: tsf.TimeSformerConfig, batch: int = 2, seed: int = 0, **size) -> torch.Tensor:
+    """Random clips ``(batch, C, T, H, W)`` of a config's size (``frames``, ``height``, ``width`` override it)."""
+    T = size.get("frames", config.num_frames)
+    H = size.get("height", config.img_size)
+    W = size.get("width", config.img_size)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, config.in_chans, T, H, W, generator=g)
+
+
+def wait_for(ready: Callable[[], bool], proc: subprocess.Popen, timeout: float, what: str) -> None:
+    """Poll ``ready()`` until it holds; fail (killing ``proc``) if ``proc`` exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not after {timeout:g} s"
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"waited for {what}: {why}\n{err or ''}")
+        time.sleep(0.1)

@@ -1,0 +1,91 @@
+"""Where the time goes: ``torch.profiler`` over training steps, ours beside Hugging Face's (``bench-profile``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from ..config import canonical_attention
+from .models import case_threads, find_case
+from ..provenance import provenance
+from .steps import build_models, clip_batch, make_step
+from .table import format_table
+
+#: operator families, by the first pattern (a substring of the aten name) that matches
+OP_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("matmul", ("addmm", "aten::mm", "bmm", "baddbmm", "matmul", "linear")),
+    ("attention kernel", ("scaled_dot_product", "_flash_attention", "_efficient_attention", "softmax")),
+    ("layer norm", ("layer_norm",)),
+    ("gelu", ("gelu",)),
+    ("optimiser", ("_foreach", "adam", "norm", "clamp")),
+    ("copies and reshapes", ("copy_", "clone", "contiguous", "cat", "_unsafe_view", "reshape", "index",
+                             "expand", "permute", "transpose", "stack", "split", "narrow", "slice", "select")),
+    ("elementwise", ("add", "mul", "div", "sub", "mean", "sum", "fill_", "zero_", "where", "dropout")),
+)
+
+
+def op_family(name: str) -> str:
+    """The family of an aten operator (``aten::addmm`` -> ``matmul``), ``other`` if none matches."""
+    lowered = name.lower()
+    for family, patterns in OP_FAMILIES:
+        if any(p in lowered for p in patterns):
+            return family
+    return "other"
+
+
+def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode: str = "train", *,
+                  rounds: int = 5, warmup: int = 2, top: int = 12, batch_size: int | None = None,
+                  command: Sequence[str] | None = None) -> dict[str, Any]:
+    """Profile ``rounds`` steps of each implementation of ``case``/``scheme`` with ``torch.profiler``.
+
+    Returns, per implementation, the wall time per step, the self CPU time per step by
+    operator family (:data:`OP_FAMILIES`) and the ``top`` operators by self time, so that a
+    missed target says where the time goes. CPU only: on a GPU, ``torch.profiler`` with CUDA
+    activities is the tool, and the interleaved timings of :func:`run_case` are the numbers.
+    """
+    case = find_case(case_name)
+    config = case.config(canonical_attention(scheme))
+    batch_size = batch_size or case.batch_size or 8
+    with case_threads(case):
+        models = build_models(config, hf=case.hf)
+        data = clip_batch(config, batch_size)
+        out: dict[str, Any] = {**provenance(command), "case": case_name, "scheme": config.attention, "mode": mode, "batch_size": batch_size,
+                               "rounds": rounds, "threads": torch.get_num_threads(), "impls": {}}
+        for impl, model in models.items():
+            step = make_step(model, *data[impl], mode)
+            for _ in range(warmup):
+                step()
+            start = time.perf_counter()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(rounds):
+                    step()
+            wall = (time.perf_counter() - start) / rounds
+            families: dict[str, float] = {}
+            ops = []
+            for event in prof.key_averages():
+                self_ms = event.self_cpu_time_total / 1e3 / rounds
+                if self_ms <= 0:
+                    continue
+                family = op_family(event.key)
+                families[family] = families.get(family, 0.0) + self_ms
+                ops.append({"op": event.key, "family": family, "self_ms": self_ms, "calls": event.count // rounds})
+            ops.sort(key=lambda o: -o["self_ms"])
+            out["impls"][impl] = {"wall_ms_per_step_profiled": wall * 1e3,
+                                  "self_ms_by_family": dict(sorted(families.items(), key=lambda kv: -kv[1])),
+                                  "self_ms_total": sum(families.values()), "top_ops": ops[:top]}
+    return out
+
+
+def format_profile(result: dict[str, Any]) -> str:
+    """The profile as a markdown table: milliseconds of self CPU time per step, by family."""
+    impls = list(result["impls"])
+    families = list(dict.fromkeys(f for i in impls for f in result["impls"][i]["self_ms_by_family"]))
+    rows = [{"family": family, **{i: result["impls"][i]["self_ms_by_family"].get(family, 0.0) for i in impls}}
+            for family in families]
+    rows.append({"family": "all operators (self time)", **{i: result["impls"][i]["self_ms_total"] for i in impls}})
+    title = f"{result['scheme']} {result['mode']} step, batch {result['batch_size']} (ms)"
+    return format_table(rows, [("family", title, "s"), *((i, i, ".1f") for i in impls)], markdown=True)
