@@ -10,7 +10,7 @@ import torch
 
 from tsf.__main__ import main
 from tsf.data import TASKS, ClipSampling, KineticsDataset, SyntheticVideos, mirror_pairs, normalize, task_classes
-from tsf.data.synthetic import MOTION_DESIGNS
+from tsf.data.synthetic import MOTION_DESIGNS, cue_visibility
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -201,3 +201,11 @@ def test_every_motion_design_keeps_the_twins_exact_and_its_ranges(design):
             assert xs[-1] - xs[0] >= 0.45 * 32, "coarse: the object crosses most of the frame"
     with pytest.raises(ValueError, match="unknown motion design 'huge'"):
         SyntheticVideos("motion", 1, design="huge")
+
+
+def test_long_range_ceiling_is_the_best_rule_on_what_the_frames_show():
+    rows = [cue_visibility(t, num_samples=600, source_frames=32, split="val") for t in (1, 2, 8, 16)]
+    ceilings = [r["ceiling"] for r in rows]
+    assert ceilings == sorted(ceilings) and ceilings[-1] == 1.0, "16 of 32 frames catch every 2-4 frame cue"
+    for r in rows:  # at least: certain with both cues, a coin flip otherwise (one cue's place can only add)
+        assert 0.5 + 0.5 * r["both_cues"] - 1e-9 <= r["ceiling"] <= 1.0
