@@ -180,3 +180,12 @@ def test_figure5_verdict_needs_a_rise_that_reaches_the_ceiling():
     assert frames_verdict(table([0.55, 0.7, 0.9, 0.93], [0.65, 0.8, 0.95, 1.0])) == "no", "short of the ceiling"
     assert frames_verdict(table([0.55, 0.8, 0.7, 0.97], [0.65, 0.8, 0.95, 1.0])) == "no", "falls on the way"
     assert frames_verdict(table([0.85, 0.9, 0.95, 0.97], [0.9, 0.95, 0.98, 1.0])) == "no", "no rise to speak of"
+
+
+def test_make_calibrate_runs_the_kept_step_by_default():
+    """The default calibration includes the study's own set-up (the rule must be able to pick it)
+    and names only steps of the ladder."""
+    from tsf.study.calibration import DEFAULT_STEPS, steps
+    ladder = steps(study_preset("cpu"))
+    assert set(DEFAULT_STEPS) <= {s.name for s in ladder}
+    assert next(s.name for s in ladder if s.kept) in DEFAULT_STEPS

@@ -138,13 +138,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     # the study needs pandas (the notebooks extra): imported when it runs
     from .study import ROOT, setup
-    from .study.calibration import calibrate
+    from .study.calibration import DEFAULT_STEPS, calibrate
     from .study.report import write_summary
 
     # like reproduce, and unlike a notebook run by hand, calibrate writes the committed folder
     figures = args.figures_dir or str(ROOT / "figures" / args.preset)
     study, runs, out = setup(args.preset, args.seed, figures, args.runs_dir or "")
-    frame = calibrate(study, runs, out)
+    only = None if args.steps == ["all"] else tuple(args.steps or DEFAULT_STEPS)
+    frame = calibrate(study, runs, out, only=only)
     write_summary(out.folder)
     print(frame.to_string(index=False))
     return 0
@@ -304,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--runs-dir", help="run cache (default: runs/PRESET)")
     cal.add_argument("--figures-dir", help="where calibration.csv goes (default: figures/PRESET)")
+    cal.add_argument("--steps", nargs="+", metavar="STEP",
+                     help="calibration steps to run, or 'all' for the whole ladder (default: study zeros)")
     cal.set_defaults(func=_cmd_calibrate)
 
     check = sub.add_parser("check-data", help="scan a dataset for bad videos and report every one and why")
