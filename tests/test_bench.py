@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from tsf.bench import memory, models, profile, steps, timing
 from tsf.__main__ import main
 from tsf.study import cost
 
-from .helpers import readme_block
+from .helpers import ROOT, readme_block
 
 TINY = models.Case("tiny", "tiny", schemes=("divided", "local_global"), batch_size=2, warmup=1, repeats=2)
 
@@ -32,6 +33,27 @@ def test_quartiles_and_model_flops_utilisation():
         pytest.approx(2 * 196.3e9 * 1000 / 989e12, rel=0.01)
     with pytest.raises(ValueError, match="mode"):
         models.model_flops_utilisation(1, 1.0, 1.0, "eval")
+
+
+def test_quartile_bars_never_leave_the_data():
+    """Two or three timed rounds are common: the bars must stay within [min, max] (the "exclusive"
+    method extrapolates below the minimum, which drew bars below 0 ms). One function serves every
+    figure: the study's time panel uses the bench's."""
+    import random
+
+    rng = random.Random(0)
+    for n in range(1, 12):
+        for _ in range(50):
+            values = [rng.expovariate(1.0) * rng.choice((1e-3, 1.0, 1e3)) for _ in range(n)]
+            q1, med, q3 = timing.quartiles(values)
+            assert min(values) <= q1 <= med <= q3 <= max(values), values
+    assert timing.quartiles([1.0, 9.0]) == (3.0, 5.0, 7.0)
+    assert cost.quartiles is timing.quartiles and models.quartiles is timing.quartiles
+    others = [str(path) for path in (ROOT / "tsf").rglob("*.py") if path.name != "timing.py"
+              and re.search(r"quantiles?\(|percentile\(", path.read_text())]
+    assert not others, f"quartiles computed outside tsf.bench.timing: {others}"
+    frame = cost.measure_time("tiny", ("divided",), batch_size=1, repeats=2, warmup=0)
+    assert (frame.q1 <= frame.ms_per_clip).all() and (frame.ms_per_clip <= frame.q3).all() and (frame.q1 > 0).all()
 
 
 def test_rounds_are_interleaved_and_rotated_and_warmup_is_dropped():
