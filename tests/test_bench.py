@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shlex
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 
 import tsf
 from tsf.bench import memory, models, profile, steps, timing
-from tsf.__main__ import main
+from tsf.__main__ import canonical_argv, main
 from tsf.study import cost
 
 from .helpers import ROOT, readme_block
@@ -194,8 +195,8 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
     out, figure = tmp_path / "r.json", tmp_path / "f.png"
     common = ["--attention", "divided", "--repeats", "1", "--warmup", "0", "--batch-size", "2", "--no-memory",
               "--out", str(out), "--figure", str(figure)]
-    assert main(["bench", "--cases", "small-train", *common]) == 0
-    assert main(["bench", "--cases", "small-train-1thread", "--note", "a test", *common]) == 0
+    assert main(["bench", "models", "--cases", "small-train", *common]) == 0
+    assert main(["bench", "--cases", "small-train-1thread", "--note", "a test", *common]) == 0  # the old form
     printed = capsys.readouterr().out
     assert "small-train-1thread  train  divided" in printed
     result = json.loads(out.read_text())
@@ -205,8 +206,8 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
     assert result["machine"]["versions"]["transformers"] and figure.stat().st_size > 10_000
     assert models.format_results(result) in printed
     if not torch.cuda.is_available():
-        assert main(["bench", "--memory-curves"]) == 2
-        assert main(["bench", "--device", "cuda"]) == 2
+        assert main(["bench", "models", "--memory-curves"]) == 2
+        assert main(["bench", "models", "--device", "cuda"]) == 2
     with pytest.raises(ValueError, match="another device"):
         models.merge_results({**result, "device": "cuda"}, result)
 
@@ -214,13 +215,13 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
 def test_readme_performance_table_is_the_committed_results(committed):
     result = committed("bench_cpu")
     assert result["device"] == "cpu"
-    assert all(c["command"].startswith("python -m tsf bench") for c in result["cases"])
+    assert all(canonical_argv(shlex.split(c["command"])[3:])[:2] == ["bench", "models"] for c in result["cases"])
     assert {c["case"]["name"] for c in result["cases"]} == {c.name for c in models.CPU_CASES}
     assert readme_block("bench-cpu") == models.format_results(result)
     before = committed("bench_cpu_before")
     assert readme_block("bench-cpu-before") == models.format_results(before)
     profiled = committed("profile_cpu_small_divided_train")
-    assert profiled["command"].startswith("python -m tsf bench-profile")
+    assert canonical_argv(shlex.split(profiled["command"])[3:])[:2] == ["bench", "profile"]
     assert readme_block("bench-profile") == profile.format_profile(profiled)
 
 
@@ -247,8 +248,8 @@ def test_profile_reports_both_models_by_family(capsys):
 @pytest.mark.slow  # the profiler
 def test_cli_profile_writes_its_command(tmp_path, capsys):
     out = tmp_path / "profile.json"
-    assert main(["bench-profile", "--attention", "joint", "--mode", "infer", "--rounds", "1", "--out", str(out)]) == 0
+    assert main(["bench", "profile", "--attention", "joint", "--mode", "infer", "--rounds", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["scheme"] == "joint" and result["mode"] == "infer" and "date" in result
-    assert result["command"] == f"python -m tsf bench-profile --attention joint --mode infer --rounds 1 --out {out}"
+    assert result["command"] == f"python -m tsf bench profile --attention joint --mode infer --rounds 1 --out {out}"
     assert "| joint infer step, batch 32 (ms) | tsf | hf |" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``python -m tsf bench-data``: decoded training clips per second through a DataLoader, per worker count.
+"""``python -m tsf bench data``: decoded training clips per second through a DataLoader, per worker count.
 
 On the mp4 files of a folder, or on generated Kinetics-like ones; plus resizing while decoding
 against decoding at full size, on one HD file. Results carry

@@ -1,4 +1,4 @@
-"""``python -m tsf bench-synthetic``: synthetic clip generation against small-model training throughput.
+"""``python -m tsf bench synthetic``: synthetic clip generation against small-model training throughput.
 
 If one process generates clips faster than the fastest scheme trains on them, training on the
 synthetic tasks is not data-bound. Results carry :func:`tsf.provenance.provenance`; the
