@@ -71,9 +71,9 @@ OUTLINE_TEXT = " <b>Outline</b>: the object that decides the class."
 NEAR_UNIFORM = 0.5  # a map whose smallest value is at least this share of its largest is "near uniform"
 
 # From transparent to opaque along inferno's hues: low values leave the frame visible.
-# The top stays at 0.7 opacity, so even the largest value leaves the frame visible under it.
-HEAT_SCALE = [[0.0, "rgba(0,0,4,0)"], [0.2, "rgba(60,15,110,0.1)"], [0.4, "rgba(150,38,103,0.3)"],
-              [0.6, "rgba(221,81,58,0.48)"], [0.8, "rgba(250,155,7,0.62)"], [1.0, "rgba(252,255,164,0.7)"]]
+# The top stays at 0.6 opacity, so even the largest value leaves the frame visible under it.
+HEAT_SCALE = [[0.0, "rgba(0,0,4,0)"], [0.2, "rgba(60,15,110,0.08)"], [0.4, "rgba(150,38,103,0.25)"],
+              [0.6, "rgba(221,81,58,0.4)"], [0.8, "rgba(250,155,7,0.52)"], [1.0, "rgba(252,255,164,0.6)"]]
 _FRAME, _HEAT, _QUERY, _OUTLINE, _MASS = 0, 1, 2, 3, 4  # trace indices in the figure
 _BAR, _BAR_NOW, _OUTLINE_COLOUR, _QUERY_COLOUR = "#8fa8c8", "#d62728", "#00e5ff", "#00e5ff"
 _SIZE = 460  # px: the longer side of the frame
@@ -282,15 +282,19 @@ class AttentionExplorer:
                                                   style={"button_width": "130px"})
         heads = [("mean over heads", "mean"), ("max over heads", "max"), ("min over heads", "min")]
         heads += [(f"head {i}", i) for i in range(self.num_heads)]
-        self.head_menu = widgets.Dropdown(options=heads, value=head, description="head")
+        narrow = dict(description_width="40px")
+        self.head_menu = widgets.Dropdown(options=heads, value=head, description="head", style=narrow,
+                                          layout=widgets.Layout(width="200px"))
         self.step_menu = widgets.Dropdown(options=self.steps, value=self.steps[-1], description="step",
-                                          disabled=True)
+                                          disabled=True, style=narrow, layout=widgets.Layout(width="190px"))
         order = np.argsort(-self.probs)
         self.class_menu = widgets.Dropdown(
             options=[(f"{self.classes[i]} (p={self.probs[i]:.2f})", int(i)) for i in order],
-            value=int(order[0]), description="class", disabled=True)
+            value=int(order[0]), description="class", disabled=True, style=narrow,
+            layout=widgets.Layout(width="260px"))
         self.clear_button = widgets.Button(description="back to cls", disabled=True,
-                                           tooltip="show the clip's cls instead of a clicked patch")
+                                           tooltip="show the clip's cls instead of a clicked patch",
+                                           layout=widgets.Layout(width="110px"))
         self.outline_box = widgets.Checkbox(value=True, description="object outline", indent=False,
                                             layout=widgets.Layout(width="auto",
                                                                   display=None if self.outlines else "none"))
@@ -298,7 +302,7 @@ class AttentionExplorer:
         self.status = widgets.HTML()
         self.note = widgets.HTML()
         legend = LEGEND + (OUTLINE_TEXT if self.outlines else "")
-        self.legend = widgets.HTML(f"<div style='font-size:12px;color:#444;max-width:{_SIZE + 160}px'>"
+        self.legend = widgets.HTML(f"<div style='font-size:12px;line-height:1.4;color:#444;max-width:{_SIZE + 160}px'>"
                                    f"{VIEWS_TEXT}<br>{legend}</div>")
 
         self.figure = go.FigureWidget(self._figure(np.zeros((H, W)), [0.0] * T, 0, self.query))
@@ -312,8 +316,8 @@ class AttentionExplorer:
         self.clear_button.on_click(lambda _: self.select_patch(None))
         self.widget = widgets.VBox([
             widgets.HBox([self.play, self.frame_slider, self.layer_slider]),
-            self.view_buttons,
-            widgets.HBox([self.head_menu, self.step_menu, self.class_menu, self.clear_button, self.outline_box]),
+            widgets.HBox([self.view_buttons, self.outline_box]),
+            widgets.HBox([self.head_menu, self.step_menu, self.class_menu, self.clear_button]),
             self.busy,
             self.figure,
             self.status,
@@ -344,7 +348,10 @@ class AttentionExplorer:
                              marker_color=[_BAR_NOW if i == t else _BAR for i in range(T)],
                              hovertemplate="frame %{x}: %{y:.1%} of the map<extra></extra>"), row=2, col=1)
         fig.add_hline(y=1 / T, line=dict(color="#555", width=1, dash="dash"), row=2, col=1)
-        fig.update_layout(width=_SIZE * W / max(H, W) + 160, height=_SIZE * H / max(H, W) / 0.8 + 90,
+        # the frame fills its row exactly (so the bars line up under it): its row is 0.8 of the
+        # plotting height less the 0.08 between the rows
+        frame_h, frame_w = _SIZE * H / max(H, W), _SIZE * W / max(H, W)
+        fig.update_layout(width=frame_w + 60 + 90, height=frame_h / (0.8 * 0.92) + 20 + 40,
                           margin=dict(l=60, r=90, t=20, b=40, autoexpand=False), showlegend=False,
                           clickmode="event", dragmode=False, plot_bgcolor="white")
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=1)
@@ -396,7 +403,7 @@ class AttentionExplorer:
         self.status.value = self.describe()
         if full:
             note = uniform_note(self._stack[k])
-            self.note.value = f"<div style='color:#a15c00'>{note}</div>" if note else ""
+            self.note.value = f"<div style='color:#a15c00;line-height:1.4'>{note}</div>" if note else ""
 
     def describe(self) -> str:
         """One line saying what the heat map shows."""
