@@ -37,8 +37,17 @@ calibrate: $(STAMP)
 	$(PY) -m tsf calibrate --preset $(PRESET)
 
 # JupyterLab on the notebooks, this environment as the kernel, loopback only, token required.
+# The server hides a token it was given, so the URL with it is printed here, on a fixed port
+# (LAB_PORT; busy: make lab LAB_PORT=8890). As root (containers, cloud machines) JupyterLab
+# refuses to start without --allow-root.
+LAB_PORT ?= 8888
 lab: $(STAMP)
-	$(PY) -m jupyterlab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks --IdentityProvider.token="$$(openssl rand -hex 24 2>/dev/null || $(PY) -c 'import secrets; print(secrets.token_hex(24))')"
+	@token="$$($(PY) -c 'import secrets; print(secrets.token_hex(24))')"; \
+	root="$$([ "$$(id -u)" = 0 ] && echo --allow-root)"; \
+	echo "JupyterLab: open http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
+	echo "  (from another machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) THIS_HOST, then the same URL; Ctrl-C stops it)"; \
+	$(PY) -m jupyterlab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 --no-browser $$root \
+	    --ServerApp.root_dir=notebooks --IdentityProvider.token="$$token"
 
 info: $(STAMP)
 	$(PY) -m tsf info --all --preset base --num-classes 174
