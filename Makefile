@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 PRESET  ?= cpu
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv test test-fast reproduce calibrate lab info clean
+.PHONY: venv test test-fast reproduce calibrate lab picture info clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,24 @@ lab: $(STAMP)
 	echo "  (from another machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) THIS_HOST, then the same URL; Ctrl-C stops it)"; \
 	$(PY) -m jupyterlab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 --no-browser $$root \
 	    --ServerApp.root_dir=notebooks --IdentityProvider.token="$$token"
+
+# The README's picture of the explorer, docs/explorer.png: the small model trained on the synthetic
+# appearance task (about five minutes on 2 shared cores; kept in runs/picture), a held-out clip written as
+# an mp4, its page from `python -m tsf explain`, a screenshot by headless Chromium (Debian's
+# chromium package, as the browser tests use).
+PICTURE := runs/picture
+CHROMIUM ?= chromium
+$(PICTURE)/run/model/model.safetensors: | $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m tsf train --preset scratch --output $(PICTURE)/run --set data.task=appearance \
+	    --set data.train_samples=2048 --set data.val_samples=200 --set optim.epochs=6 --set optim.lr=2e-3 \
+	    --set progress=false
+picture: $(PICTURE)/run/model/model.safetensors
+	$(PY) -m tsf make-synthetic appearance $(PICTURE)/videos --num 4 --frames 8 --size 32 --split val
+	$(PY) -m tsf explain $(PICTURE)/run/model $(PICTURE)/videos/val/*/000002.mp4 --method gradient rollout raw \
+	    --out $(PICTURE)/page/explorer.html
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-background-networking --hide-scrollbars \
+	    --window-size=660,1190 --virtual-time-budget=10000 --screenshot=docs/explorer.png \
+	    file://$(abspath $(PICTURE))/page/explorer.html
 
 info: $(STAMP)
 	$(PY) -m tsf info --all --preset base --num-classes 174

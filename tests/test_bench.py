@@ -19,7 +19,7 @@ from tsf.bench import memory, models, profile, steps, timing
 from tsf.__main__ import canonical_argv, main
 from tsf.study import cost
 
-from .helpers import ROOT, readme_block
+from .helpers import ROOT, doc_block
 
 TINY = models.Case("tiny", "tiny", schemes=("divided", "local_global"), batch_size=2, warmup=1, repeats=2)
 
@@ -217,12 +217,12 @@ def test_readme_performance_table_is_the_committed_results(committed):
     assert result["device"] == "cpu"
     assert all(canonical_argv(shlex.split(c["command"])[3:])[:2] == ["bench", "models"] for c in result["cases"])
     assert {c["case"]["name"] for c in result["cases"]} == {c.name for c in models.CPU_CASES}
-    assert readme_block("bench-cpu") == models.format_results(result)
+    assert doc_block("docs/performance.md", "bench-cpu") == models.format_results(result)
     before = committed("bench_cpu_before")
-    assert readme_block("bench-cpu-before") == models.format_results(before)
+    assert doc_block("docs/performance.md", "bench-cpu-before") == models.format_results(before)
     profiled = committed("profile_cpu_small_divided_train")
     assert canonical_argv(shlex.split(profiled["command"])[3:])[:2] == ["bench", "profile"]
-    assert readme_block("bench-profile") == profile.format_profile(profiled)
+    assert doc_block("docs/performance.md", "bench-profile") == profile.format_profile(profiled)
 
 
 def test_op_families_sort_the_operators_that_matter():

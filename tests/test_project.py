@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT, readme_setup
 
 
 def _name(requirement: str) -> str:
@@ -35,9 +34,7 @@ def test_torch_is_pinned_everywhere_and_no_torchvision_or_timm():
 
 
 def test_ci_runs_the_readme_test_command():
-    readme = (ROOT / "README.md").read_text()
-    setup = re.search(r"## Set-up: two commands.*?```bash\n(.*?)```", readme, re.S).group(1).splitlines()
-    study, tests = (line.split("#")[0].strip() for line in setup)
+    study, tests = readme_setup()  # the whole set-up: the study at the cpu preset, then the tests
     assert study == "make reproduce" and tests == "make test"
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
     assert ci[-1] == tests, "CI runs exactly the README's test command, last"

@@ -21,7 +21,7 @@ Stochastic depth is off in every case (``drop_path_rate=0``): transformers >= 5 
 an integer, so the exported model could not have it, and it would make the steps differ.
 
 Results are JSON (:func:`tsf.provenance.provenance`, and per case its date, command and
-load average) under ``benchmarks/results/``; :func:`format_results` is the README table and
+load average) under ``benchmarks/results/``; :func:`format_results` is the docs' table and
 :func:`tsf.bench.plots.plot_results` the figure.
 """
 
@@ -391,7 +391,7 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def format_results(result: dict[str, Any]) -> str:
-    """The plain-text table ``python -m tsf bench models`` prints and README.md shows."""
+    """The plain-text table ``python -m tsf bench models`` prints and docs/performance.md shows."""
     table = format_table(table_rows(result), [
         ("case", "case", "s"), ("mode", "mode", "s"), ("scheme", "scheme", "s"), ("batch", "batch", "s"),
         ("threads", "thr", "s"), ("tsf", "tsf clips/s (IQR)", "s"), ("hf", "HF clips/s (IQR)", "s"),

@@ -62,7 +62,7 @@ def maps_bytes(scheme: str, grid: Grid, depth: int, heads: int, itemsize: int = 
 
 
 def speed_table(rows: Sequence[dict]) -> str:
-    """The rows as the plain-text table the command prints (and README.md shows)."""
+    """The rows as the plain-text table the command prints (and the docs show)."""
     table = format_table([r for r in rows if "rollout_s" in r], [
         ("attention", "attention", "s"), ("frames", "frames", "d"), ("tokens", "tokens", ",d"),
         ("maps_gb", "maps GB", ".2f"), ("rollout_s", "rollout s", ".3f"),
@@ -72,7 +72,7 @@ def speed_table(rows: Sequence[dict]) -> str:
 
 
 def scores_table(summary: Sequence[dict]) -> str:
-    """:func:`tsf.explain.summarise_scores` rows as the table ``attention-scores`` prints (and README.md shows)."""
+    """:func:`tsf.explain.summarise_scores` rows as the table ``attention-scores`` prints (and the docs show)."""
     return format_table(summary, [("model", "attention", "s"), ("frames", "frames", "d"), ("share", "share", ".4f"),
                                   ("chance", "chance", ".4f"), ("lift", "lift", ".3f"),
                                   ("above_chance", "above chance", ".2f")])
