@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m tsf reproduce --preset $(PRESET)
 
-# The runs behind the study's set-up (figures/$(PRESET)/calibration.csv); about 15 min at cpu.
+# The runs behind the study's set-up (figures/$(PRESET)/calibration.csv); about 40 min at cpu.
 calibrate: $(STAMP)
 	$(PY) -m tsf calibrate --preset $(PRESET)
 

@@ -38,6 +38,9 @@ def test_every_preset_builds_with_every_scheme():
     (dict(pos_embed="time"), "pos_embed"),
     (dict(num_frames=0), "positive integer"),
     (dict(resize_mode="area"), "resize_mode"),
+    (dict(time_embed_init="random"), "time_embed_init must be one of"),
+    (dict(time_embed_init_std=-0.1), "time_embed_init_std"),
+    (dict(time_embed_init_std=float("nan")), "time_embed_init_std"),
 ])
 def test_invalid_configs_are_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

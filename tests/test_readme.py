@@ -32,13 +32,18 @@ def test_readme_attention_tables_are_the_committed_results(committed):
 
 
 def test_readme_study_presets_are_the_code():
-    rows = [{"preset": name, "model": p.model, "clips": p.train_samples, "epochs": p.epochs, "seeds": len(p.seeds),
-             "pretrain": p.pretrain_images, "frames": ", ".join(map(str, p.frames_sweep))}
+    assert doc_block("docs/study.md", "study-presets") == presets_table()
+
+
+def presets_table() -> str:
+    rows = [{"preset": name, "model": p.model, "clips": p.train_samples, "frames": p.num_frames,
+             "epochs": f"{p.epochs} / {p.motion_epochs}", "seeds": len(p.seeds), "pretrain": p.pretrain_images,
+             "sweep": ", ".join(map(str, p.frames_sweep))}
             for name, p in STUDY_PRESETS.items()]
-    table = format_table(rows, [("preset", "preset", "s"), ("model", "model", "s"), ("clips", "clips", "d"),
-                                ("epochs", "epochs", "d"), ("seeds", "seeds", "d"),
-                                ("pretrain", "pretraining images", "d"), ("frames", "frames (long-range)", "s")])
-    assert doc_block("docs/study.md", "study-presets") == table
+    return format_table(rows, [("preset", "preset", "s"), ("model", "model", "s"), ("clips", "clips", "d"),
+                               ("frames", "frames", "d"), ("epochs", "epochs (appearance / motion)", "s"),
+                               ("seeds", "seeds", "d"), ("pretrain", "pretraining images", "d"),
+                               ("sweep", "frames (long-range)", "s")])
 
 
 def test_docs_layout_shows_the_tree():

@@ -18,6 +18,8 @@ from transformers import (
 )
 
 import tsf
+from tsf.config import TIME_EMBED_INITS
+from tsf.model import sinusoidal_time_embed
 from tsf.config import ATTENTION_SCHEMES
 from tsf.model import resize_pos_embed
 from tsf.weights import CheckpointError, adapt
@@ -487,3 +489,35 @@ def test_cli_convert_writes_a_loadable_folder(tmp_path, capsys):
     assert_same_state(tsf.load_pretrained(tmp_path / "hf"), model)
     assert main(["convert", str(tmp_path / "nothing.pyth"), str(tmp_path / "x")]) == 2
 
+
+
+def test_time_embedding_start_is_the_authors_zeros_unless_asked():
+    """``time_embed_init`` (the study's departure) starts the time embedding of fresh and of
+    inflated models; its default keeps the authors' zeros, and a checkpoint's own is never touched."""
+    vit = hf_vit()
+    for kind in TIME_EMBED_INITS:
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            fresh = tsf.TimeSformer(tsf.preset("tiny", time_embed_init=kind, time_embed_init_std=0.3))
+            torch.manual_seed(seed)
+            inflated = tsf.load_pretrained(vit.state_dict(), attention="divided", num_frames=4, num_heads=2,
+                                           time_embed_init=kind, time_embed_init_std=0.3)
+            for model in (fresh, inflated):
+                te = model.time_embed.detach()[0]  # (T, D)
+                assert all(torch.count_nonzero(p) == 0 for n, p in model.named_parameters() if "_fc." in n)
+                if kind == "zeros":
+                    assert torch.count_nonzero(te) == 0
+                elif kind == "trunc_normal":
+                    assert te.abs().max() <= 0.6 and 0.15 < te.std() < 0.36
+                else:  # the same code in every seed: centred over frames, RMS 0.3, order readable
+                    assert torch.allclose(te, 0.3 * sinusoidal_time_embed(4, 32)[0])
+                    assert torch.allclose(te.mean(0), torch.zeros(32), atol=1e-6)
+                    assert abs(te.pow(2).mean().sqrt() - 0.3) < 1e-5
+                    slow = te[:, 15]  # the slowest sine pair: monotonic over the clip
+                    assert (slow.diff() > 0).all()
+    trained = tsf.TimeSformer(tsf.preset("tiny"))
+    with torch.no_grad():
+        trained.time_embed.fill_(0.7)
+    loaded = tsf.load_pretrained(trained.state_dict(), num_heads=2, time_embed_init="sinusoidal")
+    assert torch.all(loaded.time_embed == 0.7), "a checkpoint's time embedding is kept"
+    assert torch.count_nonzero(sinusoidal_time_embed(1, 8)) == 0, "one frame has no order"

@@ -228,11 +228,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     # the study needs pandas (the notebooks extra): imported when it runs
-    from .study import setup
+    from .study import ROOT, setup
     from .study.calibration import calibrate
     from .study.report import write_summary
 
-    study, runs, out = setup(args.preset, args.seed, args.figures_dir or "", args.runs_dir or "")
+    # like reproduce, and unlike a notebook run by hand, calibrate writes the committed folder
+    figures = args.figures_dir or str(ROOT / "figures" / args.preset)
+    study, runs, out = setup(args.preset, args.seed, figures, args.runs_dir or "")
     frame = calibrate(study, runs, out)
     write_summary(out.folder)
     print(frame.to_string(index=False))

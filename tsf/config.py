@@ -18,6 +18,7 @@ ATTENTION_SCHEMES: tuple[str, ...] = tuple(SCHEMES)
 ATTENTION_ALIASES: dict[str, str] = {alias: name for name, scheme in SCHEMES.items() for alias in scheme.names}
 POS_EMBED_CHOICES: tuple[str, ...] = ("space_time", "space", "none")
 RESIZE_MODES: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
+TIME_EMBED_INITS: tuple[str, ...] = ("zeros", "trunc_normal", "sinusoidal")
 
 
 def canonical_attention(name: str) -> str:
@@ -56,6 +57,15 @@ class TimeSformerConfig:
     layer_norm_eps: float = 1e-6  # the authors' ViT uses 1e-6
     pos_embed: str = "space_time"  # space_time | space | none: the paper's Table 4 ablation
     resize_mode: str = "nearest"  # how embeddings are interpolated for another input size (authors: nearest)
+    # Where the time embedding starts, for fresh models and image-ViT inflation alike (a loaded
+    # checkpoint's own is never touched). "zeros" is the authors' (an inflated model then starts
+    # order-blind and, at a small budget, learns order only after a seed-dependent plateau);
+    # "trunc_normal" draws it (std time_embed_init_std, cut at 2 std); "sinusoidal" is the fixed
+    # sin/cos code of Vaswani et al. over the frames, centred and scaled to RMS time_embed_init_std,
+    # so that "earlier / later" is a direction the model can read from the first step. The study
+    # uses "sinusoidal" (README, "departures").
+    time_embed_init: str = "zeros"
+    time_embed_init_std: float = 0.3  # the scale of the two non-zero starts; unused by "zeros"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attention", canonical_attention(self.attention))
@@ -67,6 +77,10 @@ class TimeSformerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.time_embed_init not in TIME_EMBED_INITS:
+            raise ValueError(f"time_embed_init must be one of {TIME_EMBED_INITS}, got {self.time_embed_init!r}")
+        if not 0 <= self.time_embed_init_std < float("inf"):  # also rejects NaN
+            raise ValueError(f"time_embed_init_std must be a finite number >= 0, got {self.time_embed_init_std!r}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0 means no head), got {self.num_classes}")
         if self.img_size % self.patch_size:

@@ -251,12 +251,13 @@ class TimeSformer(nn.Module):
 
     def reset_parameters(self) -> None:
         """The authors' initialisation: trunc-normal 0.02 for Linear, pos and cls; zero
-        time embedding and zero ``*_fc`` linears (so the extra steps start as identities)."""
+        time embedding and zero ``*_fc`` linears (so the extra steps start as identities).
+        ``config.time_embed_init`` can start the time embedding elsewhere (see the config)."""
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.time_embed is not None:
-            nn.init.zeros_(self.time_embed)
+            init_time_embed(self.time_embed.data, self.config.time_embed_init, self.config.time_embed_init_std)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -393,6 +394,36 @@ def resize_pos_embed(pos_embed: Tensor, old_grid: tuple[int, int], new_grid: tup
     kwargs = {} if mode == "nearest" else {"align_corners": False}
     grid = F.interpolate(grid.float(), size=new_grid, mode=mode, **kwargs).to(pos_embed.dtype)
     return torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)
+
+
+def sinusoidal_time_embed(num_frames: int, dim: int) -> Tensor:
+    """The sin/cos code of Vaswani et al. over frames, ``(1, T, D)``: channel pair ``i`` holds
+    ``sin`` and ``cos`` of ``t * T**(-2i/D)`` (wavelengths from 2 pi frames to 2 pi T frames, so
+    the slowest pairs change monotonically over the clip), centred over the frames and scaled to
+    RMS 1. One frame has no order: zeros."""
+    cpu = dict(dtype=torch.float64, device="cpu")  # also where a model is built on the meta device
+    t = torch.arange(num_frames, **cpu)[:, None]
+    freq = float(num_frames) ** (-2 * torch.arange((dim + 1) // 2, **cpu) / dim)
+    angles = t * freq  # (T, ceil(D/2))
+    code = torch.cat([angles.sin(), angles.cos()], dim=1)[:, :dim]
+    code = code - code.mean(0, keepdim=True)
+    rms = code.pow(2).mean().sqrt()
+    return (code / rms if rms > 0 else code)[None].float()
+
+
+def init_time_embed(time_embed: Tensor, kind: str, std: float) -> Tensor:
+    """Fill ``time_embed`` ``(1, T, D)`` in place as ``TimeSformerConfig.time_embed_init`` says:
+    zeros (the authors), trunc-normal of ``std`` cut at 2 std (torch's global generator, so a
+    seeded run repeats), or the sinusoidal code scaled to RMS ``std`` (no randomness)."""
+    with torch.no_grad():
+        if kind == "zeros":
+            return time_embed.zero_()
+        if kind == "trunc_normal":
+            return nn.init.trunc_normal_(time_embed, std=std, a=-2 * std, b=2 * std)
+        if kind == "sinusoidal":
+            _, T, D = time_embed.shape
+            return time_embed.copy_(std * sinusoidal_time_embed(T, D).to(time_embed.device))
+    raise ValueError(f"unknown time_embed_init {kind!r}")
 
 
 def resize_time_embed(time_embed: Tensor, num_frames: int, mode: str = "nearest") -> Tensor:

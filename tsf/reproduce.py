@@ -1,8 +1,9 @@
 """Run the study notebooks through papermill: ``make reproduce`` / ``python -m tsf reproduce``.
 
 Every notebook gets the same parameters (``preset``, ``seed``, ``output_dir`` for tables
-and figures, ``runs_dir`` for the shared cache of training runs) and is executed into the
-run folder (executed copies are kept there, not committed). A failing notebook stops the
+and figures, ``runs_dir`` for the shared cache of training runs: ``runs/<preset>/``, the
+one a notebook opened by hand uses too) and is executed into ``runs/<preset>/notebooks/``
+(executed copies are kept there, not committed). A failing notebook stops the
 run with the notebook, the cell and the error named; its partial output stays on disk.
 """
 
@@ -106,18 +107,19 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     # papermill, and the study's pandas, are optional (the notebooks extra): imported when the study runs
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+    from .study import default_runs_dir
     from .study.presets import STUDY_PRESETS
     from .study.report import write_summary
 
     if preset not in STUDY_PRESETS:
         raise ValueError(f"unknown study preset {preset!r}; choose one of {sorted(STUDY_PRESETS)}")
     names = select(only)
-    run_dir = Path(run_dir or ROOT / "runs" / f"reproduce-{preset}").resolve()
+    run_dir = Path(run_dir or default_runs_dir(preset)).resolve()
     figures = Path(figures_dir or ROOT / "figures" / preset).resolve()
     executed = run_dir / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
-    params = {"preset": preset, "seed": seed, "output_dir": str(figures), "runs_dir": str(run_dir / "runs")}
+    params = {"preset": preset, "seed": seed, "output_dir": str(figures), "runs_dir": str(run_dir)}
     done: list[NotebookRun] = []
     start = time.perf_counter()
     for i, name in enumerate(names, 1):

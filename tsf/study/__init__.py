@@ -26,14 +26,24 @@ ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["STUDY_PRESETS", "Output", "RunRecord", "Runs", "StudyPreset", "setup", "study_preset", "write_summary"]
 
 
+def default_runs_dir(preset: str) -> Path:
+    """``runs/<preset>/`` at the repository root: the run cache of a preset, shared by
+    ``make reproduce`` and notebooks opened by hand."""
+    return ROOT / "runs" / preset
+
+
 def setup(preset: str = "cpu", seed: int = 0, output_dir: str = "", runs_dir: str = "",
           progress: bool = True) -> tuple[StudyPreset, Runs, Output]:
     """The study preset (seeds shifted by ``seed``), the run cache and the output folder.
 
-    Defaults: ``figures/<preset>/`` for results and ``runs/<preset>/`` for the runs, at the
-    repository root, whatever the notebook's working directory.
+    Defaults, at the repository root whatever the notebook's working directory:
+    ``runs/<preset>/`` for the runs (the cache ``make reproduce`` fills too, so a notebook
+    opened in JupyterLab reuses its runs) and the scratch folder ``runs/<preset>/figures/``
+    for results. Only ``make reproduce`` writes the committed ``figures/<preset>/``, by
+    passing it as ``output_dir``: a notebook run by hand never overwrites them.
     """
     study = study_preset(preset).with_seed(seed)
-    out = Output.create(output_dir or ROOT / "figures" / preset, preset)
-    runs = Runs(runs_dir or ROOT / "runs" / preset, workers=study.workers, progress=progress)
+    runs_root = Path(runs_dir) if runs_dir else default_runs_dir(preset)
+    out = Output.create(output_dir or runs_root / "figures", preset)
+    runs = Runs(runs_root, workers=study.workers, progress=progress, curve_every=study.curve_every)
     return study, runs, out

@@ -36,7 +36,8 @@ def motion_runs(study: StudyPreset, runs: Runs, schemes: tuple[str, ...] = ATTEN
 def held_out(study: StudyPreset, num: int):
     """The held-out motion clips the maps are scored on (the study's validation split)."""
     cfg = study.train_config(TASK, "divided", 0)
-    return SyntheticVideos(TASK, num, num_frames=cfg.model.num_frames, size=cfg.model.img_size, seed=0, split="val")
+    return SyntheticVideos(TASK, num, num_frames=cfg.model.num_frames, size=cfg.model.img_size, seed=0, split="val",
+                           design=cfg.data.design)
 
 
 def explorer(study: StudyPreset, runs: Runs, scheme: str = "divided", clip: int = 0):

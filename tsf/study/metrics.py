@@ -1,4 +1,4 @@
-"""Scores of a trained study model on its held-out clips."""
+"""Scores of a study model on its held-out clips: top-1 and, where classes have mirror twins, pair accuracy."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..data.synthetic import mirror_pairs
+from ..model import TimeSformer
 from ..train import TrainConfig
 from ..train.data import build_datasets
+from ..weights import load_pretrained
 
 
 @torch.no_grad()
@@ -41,14 +43,41 @@ def pair_accuracy(logits: torch.Tensor, labels: torch.Tensor, pairs: list[tuple[
     return (rows.gather(1, y[:, None]) > rows.gather(1, z[:, None])).float().mean().item()
 
 
-def held_out_scores(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
-    """Top-1 on the held-out split and, for the motion task, the mirror-pair accuracy."""
-    _, val = build_datasets(config)
-    if val is None:
-        return {}
-    logits, labels = predict_logits(model, val)
+def scores_on(model: nn.Module, dataset: Dataset, config: TrainConfig) -> dict[str, Any]:
+    """Top-1 (and chance) on ``dataset`` and, for a synthetic task whose classes have mirror
+    twins (motion, ramp; not long_range, whose two classes make pair accuracy top-1), the pair accuracy."""
+    logits, labels = predict_logits(model, dataset)
     scores: dict[str, Any] = {"val_acc": (logits.argmax(1) == labels).float().mean().item(),
                               "chance": 1.0 / logits.shape[1]}
-    if config.data.kind == "synthetic" and config.data.task == "motion":
-        scores["pair_acc"] = pair_accuracy(logits, labels, mirror_pairs("motion"))
+    if config.data.kind == "synthetic" and config.data.task in ("motion", "ramp"):
+        pairs = mirror_pairs(config.data.task)
+        scores["pair_acc"] = pair_accuracy(logits, labels, pairs)
+        if len(pairs) > 1:  # and of each pair on its own (which motions are read)
+            scores["pair_acc_by_pair"] = [pair_accuracy(logits[(labels == a) | (labels == b)],
+                                                        labels[(labels == a) | (labels == b)], [(a, b)])
+                                          for a, b in pairs]
     return scores
+
+
+def held_out_scores(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
+    """:func:`scores_on` the whole held-out split of ``config``."""
+    _, val = build_datasets(config)
+    return {} if val is None else scores_on(model, val, config)
+
+
+def cached_clips(dataset: Dataset, num: int) -> TensorDataset:
+    """The first ``num`` items of a dataset held in memory (scored again and again by a curve)."""
+    items = [dataset[i] for i in range(min(num, len(dataset)))]
+    return TensorDataset(torch.stack([clip for clip, _ in items]), torch.tensor([label for _, label in items]))
+
+
+def initial_model(config: TrainConfig, train: Dataset) -> TimeSformer:
+    """The model a run starts from, built as ``tsf.train.fit`` builds it (same seed, same init)."""
+    model_config = config.model
+    classes = getattr(train, "num_classes", None)
+    if classes is not None and classes != model_config.num_classes:
+        model_config = model_config.replace(num_classes=classes)
+    torch.manual_seed(config.seed)
+    if config.init:
+        return load_pretrained(config.init, **model_config.to_dict())
+    return TimeSformer(model_config)

@@ -32,24 +32,34 @@ def train_motion_model(study: StudyPreset, runs: Runs, attention: str = "divided
 
 
 def plot_training(record: RunRecord, out: Output | None = None, name: str = "quickstart_training"):
-    """Loss and accuracy per logged step, with the held-out accuracy of the finished run."""
+    """Loss and accuracy per logged step, with the held-out scores along the run (its learning
+    curve, where the run recorded one) and at its end."""
     import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     lines = [json.loads(line) for line in (record.run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in lines if r["event"] == "step"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    a.plot([r["step"] for r in steps], [r["loss"] for r in steps])
+    a.plot([r["step"] for r in steps], [r["loss"] for r in steps], marker="." if len(steps) < 30 else None)
     a.set_xlabel("optimiser step")
-    a.set_ylabel("training loss")
-    b.plot([r["step"] for r in steps], [r["acc"] for r in steps], label="training batch")
-    b.axhline(record.scores["val_acc"], color="C1", ls="--", label="held-out, end of training")
-    b.axhline(record.scores["chance"], color="0.5", ls=":", label="chance")
+    a.set_ylabel("training loss (per batch)")
+    b.plot([r["step"] for r in steps], [r["acc"] for r in steps], color="0.6", lw=0.8, label="training batch top-1")
+    if record.curve:
+        curve_steps = [p["step"] for p in record.curve]
+        b.plot(curve_steps, [p["val_acc"] for p in record.curve], marker="o", ms=3, color="C0", label="held-out top-1")
+        if "pair_acc" in record.curve[0]:
+            b.plot(curve_steps, [p["pair_acc"] for p in record.curve], marker="o", ms=3, color="C3",
+                   label="held-out pair accuracy")
+    else:
+        b.axhline(record.scores["val_acc"], color="C0", ls="--", label="held-out top-1, end of training")
+    b.axhline(record.scores["chance"], color="0.5", ls=":", label="chance (top-1)")
     b.set_xlabel("optimiser step")
-    b.set_ylabel("top-1")
-    b.legend(fontsize=8)
+    b.set_ylabel("accuracy")
+    b.set_ylim(0, 1.02)
+    b.legend(fontsize=7)
     cfg = record.config
     fig.suptitle(f"{cfg.model.attention} attention on the {cfg.data.task} task: {cfg.optim.epochs} epochs of "
-                 f"{cfg.data.train_samples} clips ({record.scores['train_seconds']:.0f} s)", fontsize=10)
+                 f"{cfg.data.train_samples} clips, {record.scores['steps']} steps "
+                 f"({record.scores['train_seconds']:.0f} s)", fontsize=10)
     fig.tight_layout()
     if out is not None:
         out.figure(name, fig)
@@ -65,7 +75,8 @@ def predict_examples(study: StudyPreset, record: RunRecord, out: Output | None =
     model = record.load_model()
     cfg = record.config
     data = SyntheticVideos(cfg.data.task, count, num_frames=cfg.model.num_frames, size=cfg.model.img_size,
-                           seed=cfg.data.seed, split="val", source_frames=cfg.data.source_frames)
+                           seed=cfg.data.seed, split="val", source_frames=cfg.data.source_frames,
+                           design=cfg.data.design)
     rows = []
     fig, axes = plt.subplots(count, cfg.model.num_frames, figsize=(1.1 * cfg.model.num_frames, 1.25 * count),
                              squeeze=False)

@@ -15,7 +15,7 @@ import os
 import time
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..train import TrainConfig, fit
+from ..train.checkpoint import write_json_atomic
 from ..train.config import DataConfig
+from ..train.data import build_datasets
 from ..weights import load_pretrained
-from .metrics import held_out_scores
+from .metrics import cached_clips, held_out_scores, initial_model, scores_on
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,14 @@ def config_key(config: TrainConfig) -> str:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A finished run: its configuration, epoch history and final scores."""
+    """A finished run: its configuration, epoch history, final scores and learning curve."""
 
     name: str
     config: TrainConfig
     run_dir: Path
     history: list[dict[str, Any]]
     scores: dict[str, Any]  # val_acc, pair_acc (motion), train_acc, steps, train_seconds, ...
+    curve: list[dict[str, Any]] = field(default_factory=list)  # held-out scores by optimiser step (curve runs)
 
     def load_model(self):
         return load_pretrained(self.run_dir / "model")
@@ -58,13 +61,47 @@ def _score_file(run_dir: Path) -> Path:
     return run_dir / "study.json"
 
 
-def _run_one(config_json: str, name: str, threads: int) -> str:
+def _curve_file(run_dir: Path) -> Path:
+    return run_dir / "curve.json"
+
+
+#: held-out clips scored at every point of a learning curve (the first ones of the split)
+CURVE_CLIPS = 256
+
+
+def _fit_with_curve(config: TrainConfig, every: int):
+    """``fit`` in stretches of ``every`` optimiser steps, scoring held-out clips after each.
+
+    Each stretch stops with a checkpoint and the next resumes from it (resume is exact), so
+    the run ends exactly where an uninterrupted one would: the curve costs only its scoring.
+    Written to ``curve.json`` as it grows; a run interrupted mid-way keeps its points.
+    """
+    train, val = build_datasets(config)
+    clips = cached_clips(val, CURVE_CLIPS)
+    path = _curve_file(Path(config.output_dir))
+    curve = json.loads(path.read_text()) if path.is_file() else []
+    if not curve:
+        curve.append({"step": 0, **scores_on(initial_model(config, train), clips, config)})
+    while True:
+        stop = curve[-1]["step"] + every
+        result = fit(TrainConfig.from_dict({**config.to_dict(), "stop_after_steps": stop}), resume=True)
+        if result.steps > curve[-1]["step"]:
+            curve.append({"step": result.steps, **scores_on(result.model, clips, config)})
+            write_json_atomic(path, curve)
+        if not result.interrupted:
+            return result, curve
+
+
+def _run_one(config_json: str, name: str, threads: int, curve_every: int = 0) -> str:
     """Train one run (in this process or a worker) and write its study.json; returns the run dir."""
     torch.set_num_threads(threads)
     config = TrainConfig.from_dict(json.loads(config_json))
     run_dir = Path(config.output_dir)
     start = time.perf_counter()
-    result = fit(config, resume=True)
+    if curve_every:
+        result, _ = _fit_with_curve(config, curve_every)
+    else:
+        result = fit(config, resume=True)
     seconds = time.perf_counter() - start
     scores = dict(result.final)
     scores.pop("event", None)
@@ -76,12 +113,20 @@ def _run_one(config_json: str, name: str, threads: int) -> str:
 
 class Runs:
     """The cache of study runs under ``root``. ``get`` returns finished runs, training the
-    missing ones (``workers`` at a time, each with ``cores // workers`` threads)."""
+    missing ones (``workers`` at a time, each with ``cores // workers`` threads).
 
-    def __init__(self, root: str | Path, *, workers: int = 1, progress: bool = True) -> None:
+    Runs on one of ``curve_tasks`` record a learning curve: held-out scores every
+    ``curve_every`` optimiser steps (0: none), whichever notebook trains them first."""
+
+    def __init__(self, root: str | Path, *, workers: int = 1, progress: bool = True, curve_every: int = 0,
+                 curve_tasks: tuple[str, ...] = ("motion",)) -> None:
         self.root = Path(root)
         self.workers = max(1, workers)
         self.progress = progress
+        self.curve_every, self.curve_tasks = curve_every, curve_tasks
+
+    def _curve_every(self, config: TrainConfig) -> int:
+        return self.curve_every if config.data.kind == "synthetic" and config.data.task in self.curve_tasks else 0
 
     def path(self, name: str, config: TrainConfig) -> Path:
         return self.root / f"{name}-{config_key(config)}"
@@ -93,7 +138,8 @@ class Runs:
             return None
         history = json.loads((run_dir / "result.json").read_text())["history"]
         saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-        return RunRecord(name, saved, run_dir, history, json.loads(score_file.read_text())["scores"])
+        curve = json.loads(_curve_file(run_dir).read_text()) if _curve_file(run_dir).is_file() else []
+        return RunRecord(name, saved, run_dir, history, json.loads(score_file.read_text())["scores"], curve)
 
     def get(self, runs: dict[str, TrainConfig], desc: str = "runs") -> dict[str, RunRecord]:
         """Finished records for ``{name: config}``, training what is not cached yet."""
@@ -102,19 +148,20 @@ class Runs:
             cores = os.cpu_count() or 1
             workers = min(self.workers, len(todo)) if not torch.cuda.is_available() else 1
             threads = max(1, cores // workers)
-            jobs = {name: TrainConfig.from_dict({**cfg.to_dict(), "output_dir": str(self.path(name, cfg)),
-                                                 "progress": False}).to_json()
+            jobs = {name: (TrainConfig.from_dict({**cfg.to_dict(), "output_dir": str(self.path(name, cfg)),
+                                                  "progress": False}).to_json(), self._curve_every(cfg))
                     for name, cfg in todo.items()}
             bar = tqdm(total=len(jobs), desc=f"{desc}: training {len(jobs)} of {len(runs)}", unit="run",
                        disable=not self.progress)
             if workers == 1:
-                for name, cfg_json in jobs.items():
+                for name, (cfg_json, curve_every) in jobs.items():
                     bar.set_postfix_str(name)
-                    _run_one(cfg_json, name, threads)
+                    _run_one(cfg_json, name, threads, curve_every)
                     bar.update(1)
             else:
                 with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    futures = {pool.submit(_run_one, cfg_json, name, threads): name for name, cfg_json in jobs.items()}
+                    futures = {pool.submit(_run_one, cfg_json, name, threads, curve_every): name
+                               for name, (cfg_json, curve_every) in jobs.items()}
                     for future in as_completed(futures):
                         try:
                             future.result()
@@ -133,6 +180,6 @@ class Runs:
 
 
 def synthetic_data(task: str, train_samples: int, val_samples: int, *, seed: int = 0,
-                   source_frames: int | None = None) -> DataConfig:
+                   source_frames: int | None = None, design: str = "coarse") -> DataConfig:
     return DataConfig(kind="synthetic", task=task, train_samples=train_samples, val_samples=val_samples,
-                      seed=seed, source_frames=source_frames, flip=False)
+                      seed=seed, source_frames=source_frames, flip=False, design=design)

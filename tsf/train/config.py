@@ -33,6 +33,7 @@ class DataConfig:
     val_samples: int = 512  # synthetic held-out clips
     source_frames: int | None = None  # synthetic long_range: frames of the underlying video
     seed: int = 0  # synthetic data seed (independent of the training seed)
+    design: str = "coarse"  # synthetic motion: how large and clear the motions are (tsf.data.synthetic.MOTION_DESIGNS)
     root: str = ""  # real data: folder the annotation paths are relative to
     train_annotations: str = ""  # kinetics: 'path label' lines; ssv2: JSON list; folder: the train folder
     val_annotations: str = ""  # the same for the held-out split

@@ -42,7 +42,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """The training and held-out datasets that ``config.data`` describes."""
     d, m = config.data, config.model
     if d.kind == "synthetic":
-        common = dict(num_frames=m.num_frames, size=m.img_size, seed=d.seed, source_frames=d.source_frames)
+        common = dict(num_frames=m.num_frames, size=m.img_size, seed=d.seed, source_frames=d.source_frames,
+                      design=d.design)
         train = SyntheticVideos(d.task, d.train_samples, split="train", **common)
         val = SyntheticVideos(d.task, d.val_samples, split="val", **common) if d.val_samples else None
         return train, val

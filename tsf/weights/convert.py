@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..attention import SCHEMES
 from ..config import ATTENTION_SCHEMES, POS_EMBED_CHOICES, TimeSformerConfig, canonical_attention
-from ..model import TimeSformer, resize_pos_embed, resize_time_embed
+from ..model import TimeSformer, init_time_embed, resize_pos_embed, resize_time_embed
 from ..version import __version__
 from .formats import Format, Hints, Unwrapped, detect_format, extra_step_names, our_config, unwrap
 from .io import FORMAT_MARKER, MAX_LISTED, CheckpointError, describe_keys, read_source, write_json, write_safetensors
@@ -202,7 +202,8 @@ def resolve_config(state: dict[str, Tensor], fmt: Format, hints: Hints, override
 def inflate(state: dict[str, Tensor], config: TimeSformerConfig) -> dict[str, Tensor]:
     """The parameters an image ViT lacks, initialised the way the authors did: every extra
     step's attention and norm copied from the block's spatial ``attn`` and ``norm1``, every
-    extra ``*_fc`` zero, the time embedding zero. Returns only the new entries."""
+    extra ``*_fc`` zero, the time embedding zero (or started as ``config.time_embed_init``
+    asks). Returns only the new entries."""
     new: dict[str, Tensor] = {}
     D = config.embed_dim
     for key, value in state.items():
@@ -215,7 +216,8 @@ def inflate(state: dict[str, Tensor], config: TimeSformerConfig) -> dict[str, Te
             new[f"blocks.{i}.{step.name}_fc.weight"] = value.new_zeros(D, D)
             new[f"blocks.{i}.{step.name}_fc.bias"] = value.new_zeros(D)
     if config.has_time_embed:
-        new["time_embed"] = state["cls_token"].new_zeros(1, config.num_frames, D)
+        new["time_embed"] = init_time_embed(state["cls_token"].new_empty(1, config.num_frames, D),
+                                            config.time_embed_init, config.time_embed_init_std)
     return new
 
 
@@ -234,7 +236,9 @@ def fit_state(state: dict[str, Tensor], facts: Facts, config: TimeSformerConfig,
     if image:
         out.update(inflate(state, config))
         notes.append(f"inflated the image ViT to {config.attention} attention (extra steps copied from the "
-                     "spatial attention, *_fc and time embedding zero)")
+                     "spatial attention, *_fc zero, time embedding "
+                     + (f"{config.time_embed_init} at {config.time_embed_init_std:g})"
+                        if config.time_embed_init != "zeros" else "zero)"))
     if "pos_embed" in out:
         old, new = facts["img_size"][0] // config.patch_size, config.grid_size
         if not config.has_pos_embed:
