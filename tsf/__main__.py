@@ -172,7 +172,7 @@ def _predict_timeline(args: argparse.Namespace, model, names: list[str], rate: i
     plot = Path(args.plot or f"{Path(video).stem}_timeline.png")
     plot_timeline(line.starts, line.ends, line.probs, names, plot, title=f"class probability over time: {Path(video).name}",
                   caption=f"{args.checkpoint}; windows of {model.config.num_frames} frames at rate {rate}, "
-                          f"{args.crops} crop(s) each")
+                          f"{args.crops} crop{'' if args.crops == 1 else 's'} each")
     print(f"plot: {plot}")
     return 0
 
