@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 PRESET  ?= cpu
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv test test-fast reproduce calibrate lab info clean
+.PHONY: venv test test-fast reproduce calibrate lab picture info clean
 
 venv: $(STAMP)
 
@@ -38,8 +38,35 @@ calibrate: $(STAMP)
 	$(PY) -m tsf calibrate --preset $(PRESET) $(if $(STEPS),--steps $(STEPS))
 
 # JupyterLab on the notebooks, this environment as the kernel, loopback only, token required.
+# The server hides a token it was given, so the URL with it is printed here, on a fixed port
+# (LAB_PORT; busy: make lab LAB_PORT=8890). As root (containers, cloud machines) JupyterLab
+# refuses to start without --allow-root.
+LAB_PORT ?= 8888
 lab: $(STAMP)
-	$(PY) -m jupyterlab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks --IdentityProvider.token="$$(openssl rand -hex 24 2>/dev/null || $(PY) -c 'import secrets; print(secrets.token_hex(24))')"
+	@token="$$($(PY) -c 'import secrets; print(secrets.token_hex(24))')"; \
+	root="$$([ "$$(id -u)" = 0 ] && echo --allow-root)"; \
+	echo "JupyterLab: open http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
+	echo "  (from another machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) THIS_HOST, then the same URL; Ctrl-C stops it)"; \
+	$(PY) -m jupyterlab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 --no-browser $$root \
+	    --ServerApp.root_dir=notebooks --IdentityProvider.token="$$token"
+
+# The README's picture of the explorer, docs/explorer.png: the small model trained on the synthetic
+# appearance task (about five minutes on 2 shared cores; kept in runs/picture), a held-out clip written as
+# an mp4, its page from `python -m tsf explain`, a screenshot by headless Chromium (Debian's
+# chromium package, as the browser tests use).
+PICTURE := runs/picture
+CHROMIUM ?= chromium
+$(PICTURE)/run/model/model.safetensors: | $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m tsf train --preset scratch --output $(PICTURE)/run --set data.task=appearance \
+	    --set data.train_samples=2048 --set data.val_samples=200 --set optim.epochs=6 --set optim.lr=2e-3 \
+	    --set progress=false
+picture: $(PICTURE)/run/model/model.safetensors
+	$(PY) -m tsf make-synthetic appearance $(PICTURE)/videos --num 4 --frames 8 --size 32 --split val
+	$(PY) -m tsf explain $(PICTURE)/run/model $(PICTURE)/videos/val/*/000002.mp4 --method gradient rollout raw \
+	    --out $(PICTURE)/page/explorer.html
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-background-networking --hide-scrollbars \
+	    --window-size=660,1190 --virtual-time-budget=10000 --screenshot=docs/explorer.png \
+	    file://$(abspath $(PICTURE))/page/explorer.html
 
 info: $(STAMP)
 	$(PY) -m tsf info --all --preset base --num-classes 174

@@ -1,4 +1,4 @@
-"""Helpers the test modules share: paths, README blocks, tiny models and clips, waiting on a process."""
+"""Helpers the test modules share: paths, README and docs blocks, tiny models and clips, waiting on a process."""
 
 from __future__ import annotations
 
@@ -17,12 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def readme_block(name: str) -> str:
-    """The text of README.md's ``<!-- name:begin -->`` ... ``<!-- name:end -->`` code block."""
-    text = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- {name}:begin -->\s*```\n(.*?)```\s*<!-- {name}:end -->", text, re.S)
-    assert match, f"README.md has no {name} block"
-    return match.group(1).strip()
+def doc_text(page: str) -> str:
+    """The text of README.md or a docs/ page (``"docs/study.md"``), by its path in the repository."""
+    return (ROOT / page).read_text()
+
+
+def doc_block(page: str, name: str) -> str:
+    """The text of the ``<!-- name:begin -->`` ... ``<!-- name:end -->`` code block of README.md or a docs/ page."""
+    found = re.findall(rf"<!-- {name}:begin -->\s*```\n(.*?)```\s*<!-- {name}:end -->", doc_text(page), re.S)
+    assert len(found) == 1, f"{page} has {len(found)} '{name}' blocks (expected one)"
+    return found[0].strip()
+
+
+def readme_setup() -> list[str]:
+    """The commands of README.md's set-up block, comments left out."""
+    block = re.search(r"## Set-up: two commands.*?```bash\n(.*?)```", doc_text("README.md"), re.S)
+    assert block, "README.md has no set-up block"
+    return [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
 
 
 def tiny(attention: str, img: int = 16, patch: int = 4, frames: int = 4, **kw) -> tsf.TimeSformerConfig:

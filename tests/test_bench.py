@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shlex
 
 import pytest
 import torch
@@ -14,10 +16,10 @@ from torch import nn
 
 import tsf
 from tsf.bench import memory, models, profile, steps, timing
-from tsf.__main__ import main
+from tsf.__main__ import canonical_argv, main
 from tsf.study import cost
 
-from .helpers import readme_block
+from .helpers import ROOT, doc_block
 
 TINY = models.Case("tiny", "tiny", schemes=("divided", "local_global"), batch_size=2, warmup=1, repeats=2)
 
@@ -32,6 +34,27 @@ def test_quartiles_and_model_flops_utilisation():
         pytest.approx(2 * 196.3e9 * 1000 / 989e12, rel=0.01)
     with pytest.raises(ValueError, match="mode"):
         models.model_flops_utilisation(1, 1.0, 1.0, "eval")
+
+
+def test_quartile_bars_never_leave_the_data():
+    """Two or three timed rounds are common: the bars must stay within [min, max] (the "exclusive"
+    method extrapolates below the minimum, which drew bars below 0 ms). One function serves every
+    figure: the study's time panel uses the bench's."""
+    import random
+
+    rng = random.Random(0)
+    for n in range(1, 12):
+        for _ in range(50):
+            values = [rng.expovariate(1.0) * rng.choice((1e-3, 1.0, 1e3)) for _ in range(n)]
+            q1, med, q3 = timing.quartiles(values)
+            assert min(values) <= q1 <= med <= q3 <= max(values), values
+    assert timing.quartiles([1.0, 9.0]) == (3.0, 5.0, 7.0)
+    assert cost.quartiles is timing.quartiles and models.quartiles is timing.quartiles
+    others = [str(path) for path in (ROOT / "tsf").rglob("*.py") if path.name != "timing.py"
+              and re.search(r"quantiles?\(|percentile\(", path.read_text())]
+    assert not others, f"quartiles computed outside tsf.bench.timing: {others}"
+    frame = cost.measure_time("tiny", ("divided",), batch_size=1, repeats=2, warmup=0)
+    assert (frame.q1 <= frame.ms_per_clip).all() and (frame.ms_per_clip <= frame.q3).all() and (frame.q1 > 0).all()
 
 
 def test_rounds_are_interleaved_and_rotated_and_warmup_is_dropped():
@@ -172,8 +195,8 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
     out, figure = tmp_path / "r.json", tmp_path / "f.png"
     common = ["--attention", "divided", "--repeats", "1", "--warmup", "0", "--batch-size", "2", "--no-memory",
               "--out", str(out), "--figure", str(figure)]
-    assert main(["bench", "--cases", "small-train", *common]) == 0
-    assert main(["bench", "--cases", "small-train-1thread", "--note", "a test", *common]) == 0
+    assert main(["bench", "models", "--cases", "small-train", *common]) == 0
+    assert main(["bench", "--cases", "small-train-1thread", "--note", "a test", *common]) == 0  # the old form
     printed = capsys.readouterr().out
     assert "small-train-1thread  train  divided" in printed
     result = json.loads(out.read_text())
@@ -183,8 +206,8 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
     assert result["machine"]["versions"]["transformers"] and figure.stat().st_size > 10_000
     assert models.format_results(result) in printed
     if not torch.cuda.is_available():
-        assert main(["bench", "--memory-curves"]) == 2
-        assert main(["bench", "--device", "cuda"]) == 2
+        assert main(["bench", "models", "--memory-curves"]) == 2
+        assert main(["bench", "models", "--device", "cuda"]) == 2
     with pytest.raises(ValueError, match="another device"):
         models.merge_results({**result, "device": "cuda"}, result)
 
@@ -192,14 +215,14 @@ def test_cli_writes_merges_plots_and_refuses_gpu_work_without_a_gpu(tmp_path, ca
 def test_readme_performance_table_is_the_committed_results(committed):
     result = committed("bench_cpu")
     assert result["device"] == "cpu"
-    assert all(c["command"].startswith("python -m tsf bench") for c in result["cases"])
+    assert all(canonical_argv(shlex.split(c["command"])[3:])[:2] == ["bench", "models"] for c in result["cases"])
     assert {c["case"]["name"] for c in result["cases"]} == {c.name for c in models.CPU_CASES}
-    assert readme_block("bench-cpu") == models.format_results(result)
+    assert doc_block("docs/performance.md", "bench-cpu") == models.format_results(result)
     before = committed("bench_cpu_before")
-    assert readme_block("bench-cpu-before") == models.format_results(before)
+    assert doc_block("docs/performance.md", "bench-cpu-before") == models.format_results(before)
     profiled = committed("profile_cpu_small_divided_train")
-    assert profiled["command"].startswith("python -m tsf bench-profile")
-    assert readme_block("bench-profile") == profile.format_profile(profiled)
+    assert canonical_argv(shlex.split(profiled["command"])[3:])[:2] == ["bench", "profile"]
+    assert doc_block("docs/performance.md", "bench-profile") == profile.format_profile(profiled)
 
 
 def test_op_families_sort_the_operators_that_matter():
@@ -225,8 +248,8 @@ def test_profile_reports_both_models_by_family(capsys):
 @pytest.mark.slow  # the profiler
 def test_cli_profile_writes_its_command(tmp_path, capsys):
     out = tmp_path / "profile.json"
-    assert main(["bench-profile", "--attention", "joint", "--mode", "infer", "--rounds", "1", "--out", str(out)]) == 0
+    assert main(["bench", "profile", "--attention", "joint", "--mode", "infer", "--rounds", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["scheme"] == "joint" and result["mode"] == "infer" and "date" in result
-    assert result["command"] == f"python -m tsf bench-profile --attention joint --mode infer --rounds 1 --out {out}"
+    assert result["command"] == f"python -m tsf bench profile --attention joint --mode infer --rounds 1 --out {out}"
     assert "| joint infer step, batch 32 (ms) | tsf | hf |" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -53,35 +54,94 @@ def shots(tmp_path: Path) -> Path:
 
 
 PLOT_Z = "(sel) => { const d = document.querySelector(sel); return d && d.data ? JSON.stringify(d.data[1].z) : null; }"
+# where the frame's plotting area sits on the page: it must not move when the view changes
+PLOT_BOX = ("(sel) => { const r = document.querySelector(sel + ' .draglayer .xy .nsewdrag').getBoundingClientRect();"
+            " return [r.x, r.y, r.width, r.height]; }")
+STATE = "() => { const d = document.querySelector('.js-plotly-plot'); return d && d.getAttribute('data-tsf-state'); }"
 
 
-def test_standalone_page_frame_slider_changes_the_heat_map(browser, tmp_path):
+def open_page(browser, path: Path, errors: list[str], requests: list[str]):
+    page = browser.new_page(viewport={"width": 900, "height": 1300})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(path.as_uri(), timeout=WAIT_MS)
+    page.wait_for_function(STATE, timeout=WAIT_MS)
+    return page
+
+
+def page_state(page) -> dict:
+    return json.loads(page.locator(".js-plotly-plot").get_attribute("data-tsf-state"))
+
+
+def choose_view(page, label: str) -> None:
+    """Open the page's view menu and pick an entry, as a user does."""
+    page.locator(".updatemenu-header-group").first.click()
+    page.locator(".updatemenu-dropdown-button", has_text=label).first.click()
+
+
+def test_standalone_page_reads_and_reacts(browser, tmp_path):
     from tsf.viz import AttentionExplorer
 
     torch.manual_seed(0)
     cfg = tsf.preset("small", attention="divided", depth=2)
-    clip, _ = moving_square(cfg.num_frames, cfg.img_size, seed=3)
-    page_path = AttentionExplorer(tsf.TimeSformer(cfg), clip).to_html(tmp_path / "pages" / "attention.html")
-    page = browser.new_page(viewport={"width": 900, "height": 1000})
+    clip, mask = moving_square(cfg.num_frames, cfg.img_size, seed=3)
+    page_path = AttentionExplorer(tsf.TimeSformer(cfg), clip, mask=mask).to_html(tmp_path / "pages" / "attention.html")
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
     requests: list[str] = []
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(page_path.as_uri(), timeout=WAIT_MS)
-    page.wait_for_function("() => { const d = document.querySelector('.js-plotly-plot');"
-                           " return d && d.getAttribute('data-tsf-state'); }", timeout=WAIT_MS)
-    state = lambda: json.loads(page.locator(".js-plotly-plot").get_attribute("data-tsf-state"))  # noqa: E731
-    assert state() == {"view": "rollout", "layer": 2, "frame": 0}
-    before = page.evaluate(PLOT_Z, ".js-plotly-plot")
+    page = open_page(browser, page_path, errors, requests)
     out = shots(tmp_path)
-    page.screenshot(path=str(out / "html_frame0.png"))
+    assert page.title() == "Where TimeSformer looks (divided attention, 2 blocks)"
+    assert page_state(page) == {"view": "rollout", "layer": 2, "frame": 1, "outline": True}
+    assert page.get_by_text("rollout: where the cls token's information comes from").is_visible()
+    assert page.get_by_text("the map divided by its largest value in the clip").is_visible()
+    assert "Near-uniform map" in page.locator("#tsf-note").inner_text()  # an untrained model's rollout
+    outline = "() => JSON.stringify(document.querySelector('.js-plotly-plot').data[3].x)"
+    assert json.loads(page.evaluate(outline))  # the square's outline is drawn
+    before = page.evaluate(PLOT_Z, ".js-plotly-plot")
+    box = page.evaluate(PLOT_BOX, ".js-plotly-plot")
+    page.screenshot(path=str(out / "html_frame1.png"), full_page=True)
     rail = page.locator("rect.slider-rail-touch-rect").first  # the first slider is the frame slider
-    box = rail.bounding_box(timeout=WAIT_MS)
-    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    rbox = rail.bounding_box(timeout=WAIT_MS)
+    page.mouse.click(rbox["x"] + rbox["width"] * 0.75, rbox["y"] + rbox["height"] / 2)
     page.wait_for_function(f"(z) => ({PLOT_Z})('.js-plotly-plot') !== z", arg=before, timeout=WAIT_MS)
-    assert state()["frame"] > 0
-    page.screenshot(path=str(out / "html_frame_moved.png"))
-    assert (out / "html_frame0.png").read_bytes() != (out / "html_frame_moved.png").read_bytes()
+    assert page_state(page)["frame"] > 1
+    page.screenshot(path=str(out / "html_frame_moved.png"), full_page=True)
+    assert (out / "html_frame1.png").read_bytes() != (out / "html_frame_moved.png").read_bytes()
+    for label, view in [("gradient rollout", "gradient"), ("raw attention", "raw"), ("rollout", "rollout")]:
+        choose_view(page, label)
+        page.wait_for_function(f"() => JSON.parse(({STATE})()).view === '{view}'", timeout=WAIT_MS)
+        assert page.evaluate(PLOT_BOX, ".js-plotly-plot") == box, f"the plot moved when the view became {view}"
+    page.locator(".updatemenu-button", has_text="outline on/off").first.click()
+    page.wait_for_function(f"() => JSON.parse(({STATE})()).outline === false", timeout=WAIT_MS)
+    assert json.loads(page.evaluate(outline)) == []
+    assert not errors, errors
+    assert all(u.startswith("file://") or u.startswith("data:") for u in requests), requests
+    page.close()
+
+
+def test_explain_command_page_for_a_real_mp4(browser, tmp_path):
+    """`python -m tsf explain` on an mp4 file and a saved model: the page loads and plays, offline."""
+    from tsf.data import SyntheticVideos, write_video
+
+    cfg = tsf.preset("tiny", attention="divided", num_frames=4, img_size=32, patch_size=8, num_classes=10)
+    torch.manual_seed(0)
+    tsf.save_pretrained(tsf.TimeSformer(cfg), tmp_path / "model")
+    sample = SyntheticVideos("motion", 1, num_frames=4, size=32, seed=0, split="val").sample(0)
+    video = write_video(tmp_path / "clip.mp4", sample.frames, 30.0, quality="lossless")
+    proc = subprocess.run([sys.executable, "-m", "tsf", "explain", str(tmp_path / "model"), str(video),
+                           "--out", str(tmp_path / "page" / "clip.html"), "--sampling", "segment"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    errors: list[str] = []
+    requests: list[str] = []
+    page = open_page(browser, tmp_path / "page" / "clip.html", errors, requests)
+    assert page.title().startswith("clip.mp4")
+    assert page_state(page) == {"view": "rollout", "layer": 2, "frame": 1, "outline": False}
+    page.locator(".updatemenu-button", has_text="play").first.click()
+    page.wait_for_function(f"() => JSON.parse(({STATE})()).frame > 1", timeout=WAIT_MS)
+    page.locator(".updatemenu-button", has_text="pause").first.click()
+    page.screenshot(path=str(shots(tmp_path) / "explain_command_page.png"), full_page=True)
     assert not errors, errors
     assert all(u.startswith("file://") or u.startswith("data:") for u in requests), requests
     page.close()
@@ -173,10 +233,16 @@ def set_slider(page, label: str, value: int) -> None:
     page.keyboard.press("Enter")
 
 
+def cells_done(page) -> bool:
+    """Every code cell of the notebook has run: numbered prompts, none pending ([*])."""
+    prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+    return bool(prompts) and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts)
+
+
 def test_explorer_renders_and_reacts_in_jupyterlab(browser, jupyterlab, tmp_path):
     base, token, root = jupyterlab
     out = shots(tmp_path)
-    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    page = browser.new_page(viewport={"width": 1300, "height": 1600})
     page.set_default_timeout(WAIT_MS)
     try:
         page.goto(f"{base}/lab/tree/notebooks/06_attention_maps.ipynb?token={token}", timeout=60_000)
@@ -185,21 +251,40 @@ def test_explorer_renders_and_reacts_in_jupyterlab(browser, jupyterlab, tmp_path
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         plot = ".jp-OutputArea .js-plotly-plot"
-        page.wait_for_function(f"() => ({PLOT_Z})('{plot}') !== null", timeout=120_000)
+        page.wait_for_function(f"() => ({PLOT_Z})('{plot}') !== null", timeout=300_000)
         widget = page.locator(".widget-vbox", has=page.locator(".js-plotly-plot")).first
+        # while the later cells run, the explorer says the kernel is busy instead of looking frozen
+        busy = page.locator(".tsf-busy")
+        if not cells_done(page):
+            busy.wait_for(state="visible", timeout=60_000)
+            widget.scroll_into_view_if_needed()
+            widget.screenshot(path=str(out / "lab_explorer_busy.png"))
+        # what the controls depend on: the kernel free again (every cell run), the banner gone
+        deadline = time.monotonic() + 300
+        while not cells_done(page):
+            assert time.monotonic() < deadline, "the notebook did not finish"
+            time.sleep(1)
+        busy.wait_for(state="detached", timeout=WAIT_MS)
+        page.get_by_text("| Idle").first.wait_for(timeout=WAIT_MS)
         widget.scroll_into_view_if_needed()
-        widget.screenshot(path=str(out / "lab_explorer_frame0.png"))
-        for label, value in [("frame", 3), ("layer", 1)]:
+        widget.screenshot(path=str(out / "lab_explorer_frame1.png"))
+        assert "Colour" in widget.inner_text() and "frame 1 of" in widget.inner_text()
+        outline = f"() => JSON.stringify(document.querySelector('{plot}').data[3].x)"
+        assert json.loads(page.evaluate(outline)), "the study's clip has a mask: its outline is drawn"
+        box = page.evaluate(PLOT_BOX, plot)
+        for label, value in [("frame", 4), ("layer", 1)]:
             before = page.evaluate(PLOT_Z, plot)
             set_slider(page, label, value)
             page.wait_for_function(f"(z) => ({PLOT_Z})('{plot}') !== z", arg=before, timeout=WAIT_MS)
+        assert "frame 4 of" in widget.inner_text()
+        for view in ("gradient rollout", "raw attention", "rollout"):
+            before = page.evaluate(PLOT_Z, plot)
+            widget.locator(".widget-toggle-button", has_text=view).first.click()
+            page.wait_for_function(f"(z) => ({PLOT_Z})('{plot}') !== z", arg=before, timeout=WAIT_MS)
+            assert page.evaluate(PLOT_BOX, plot) == box, f"the plot moved when the view became {view}"
         widget.screenshot(path=str(out / "lab_explorer_moved.png"))
-        # the notebook went on to write its figures and its page where it was told
-        deadline = time.monotonic() + 120
         figures = root / "figures"
-        while not (figures / "attention_scores_gradient.png").exists():
-            assert time.monotonic() < deadline, f"the notebook did not finish: {sorted(figures.glob('*'))}"
-            time.sleep(1)
+        assert (figures / "attention_scores_gradient.png").exists()
         assert (figures / "plotly.min.js").exists() and (figures / "attention_divided.html").exists()
     except Exception:
         page.screenshot(path=str(out / "lab_failure.png"))

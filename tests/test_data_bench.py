@@ -1,12 +1,14 @@
-"""The benchmark commands run, and README.md shows what the committed results say."""
+"""The benchmark commands run, and the docs show what the committed results say."""
 
 from __future__ import annotations
 
+import shlex
 
+from tsf.__main__ import canonical_argv
 from tsf.bench.data import bench_loader, format_bench_data, make_bench_videos
 from tsf.bench.synthetic import bench_generation, bench_training, format_bench_synthetic, format_cue_visibility
 
-from .helpers import ROOT, readme_block
+from .helpers import doc_block, doc_text
 
 
 def test_bench_functions_run_on_small_inputs(tmp_path):
@@ -21,12 +23,13 @@ def test_readme_data_numbers_come_from_the_committed_results(committed):
     data, synthetic = committed("bench_data"), committed("bench_synthetic")
     for result in (data, synthetic):
         assert {"date", "command", "machine"} <= set(result) and result["machine"]["versions"]["torch"]
-    assert data["command"].startswith("python -m tsf bench-data")
-    assert synthetic["command"].startswith("python -m tsf bench-synthetic")
-    assert readme_block("bench-data") == format_bench_data(data).strip()
-    assert readme_block("bench-synthetic") == format_bench_synthetic(synthetic).strip()
-    assert readme_block("cue-visibility") == format_cue_visibility(synthetic).strip()
-    readme = (ROOT / "README.md").read_text()
+    # recorded under the names before `bench` grouped them; canonical_argv runs them as `bench data` ...
+    assert canonical_argv(shlex.split(data["command"])[3:])[:2] == ["bench", "data"]
+    assert canonical_argv(shlex.split(synthetic["command"])[3:])[:2] == ["bench", "synthetic"]
+    assert doc_block("docs/data-and-training.md", "bench-data") == format_bench_data(data).strip()
+    assert doc_block("docs/data-and-training.md", "bench-synthetic") == format_bench_synthetic(synthetic).strip()
+    assert doc_block("docs/data-and-training.md", "cue-visibility") == format_cue_visibility(synthetic).strip()
+    readme = doc_text("docs/data-and-training.md")
     assert f"generates clips {synthetic['generation_over_fastest_training']:.0f}x faster" in readme
     assert (f"about\n{data['machine']['load_average_1min']:.1f} and {synthetic['machine']['load_average_1min']:.1f}"
             in readme)

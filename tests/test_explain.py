@@ -332,11 +332,11 @@ def test_random_maps_have_the_layout_the_model_records(attention):
 
 def test_explain_bench_cli_writes_its_rows(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    assert main(["explain-bench", "--preset", "tiny", "--frames", "3", "--repeats", "1", "--out", str(out)]) == 0
+    assert main(["bench", "explain", "--preset", "tiny", "--frames", "3", "--repeats", "1", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [r["attention"] for r in data["rows"]] == list(ATTENTION_SCHEMES)
     assert all(r["rollout_s"] > 0 and r["tokens"] == 1 + 3 * 16 for r in data["rows"])
-    assert "explain-bench" in data["meta"]["command"]
+    assert data["meta"]["command"].startswith("python -m tsf bench explain --preset tiny")
     # the memory estimate is what random_maps allocates
     maps = random_maps("local_global", (3, 5, 4), depth=2, heads=3)
     assert maps_bytes("local_global", (3, 5, 4), 2, 3) == sum(w.numel() * 4 for s in maps for st in s for w in st.weights)
@@ -346,7 +346,8 @@ def test_explain_bench_cli_writes_its_rows(tmp_path, capsys):
 
 def test_attention_scores_cli_writes_summary_rows_and_figure(tmp_path, capsys):
     out, fig = tmp_path / "scores.json", tmp_path / "scores.png"
-    assert main(["attention-scores", "--preset", "tiny", "--samples", "1", "--out", str(out), "--figure", str(fig)]) == 0
+    assert main(["bench", "attention-scores", "--preset", "tiny", "--samples", "1", "--out", str(out),
+                 "--figure", str(fig)]) == 0
     data = json.loads(out.read_text())
     assert [r["model"] for r in data["summary"]] == list(ATTENTION_SCHEMES)
     assert len(data["rows"]) == 5 * 4 and fig.stat().st_size > 1000

@@ -12,7 +12,7 @@ import pytest
 
 from tsf.reproduce import NOTEBOOKS, ReproduceError, reproduce, select, timing_table
 
-from .helpers import ROOT, readme_block
+from .helpers import ROOT, doc_block
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 
@@ -118,13 +118,13 @@ def test_a_failing_notebook_is_named_with_its_cell_and_keeps_its_output(tmp_path
 
 
 def test_the_committed_cpu_study_is_a_complete_run_within_the_hour():
-    """figures/cpu/ comes from one `make reproduce` run of every notebook; README states its time."""
+    """figures/cpu/ comes from one `make reproduce` run of every notebook; docs/study.md states its time."""
     folder = ROOT / "figures" / "cpu"
     timing = json.loads((folder / "reproduce.json").read_text())
     assert timing["command"] == "python -m tsf reproduce --preset cpu" and timing["preset"] == "cpu"
     assert tuple(timing["notebooks"]) == NOTEBOOKS
     assert timing["total_seconds"] <= 3600, "the cpu preset must finish within an hour on the 2-core machine"
-    assert readme_block("reproduce-time") == timing_table(timing)
+    assert doc_block("docs/study.md", "reproduce-time") == timing_table(timing)
     summary = (folder / "SUMMARY.md").read_text()
     assert "Preset `cpu`" in summary and "## Table 1" in summary
     for name in ("table1.csv", "table4.csv", "cost_flops.png", "calibration.csv", "order_control.csv"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
+import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT, readme_setup
 
 
 def _name(requirement: str) -> str:
@@ -34,19 +34,71 @@ def test_torch_is_pinned_everywhere_and_no_torchvision_or_timm():
 
 
 def test_ci_runs_the_readme_test_command():
-    readme = (ROOT / "README.md").read_text()
-    assert "make test" in readme and "make reproduce" in readme
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    study, tests = readme_setup()  # the whole set-up: the study at the cpu preset, then the tests
+    assert study == "make reproduce" and tests == "make test"
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
+    assert ci[-1] == tests, "CI runs exactly the README's test command, last"
 
 
-def test_make_lab_binds_to_loopback_with_a_token():
+def _lab_recipe() -> str:
     import subprocess
 
     # --no-print-directory: under `make test` MAKELEVEL>0 and make would add "Leaving directory" lines.
     recipe = subprocess.run(
         ["make", "--no-print-directory", "-s", "-n", "lab"], capture_output=True, text=True, cwd=ROOT, check=True
     ).stdout
-    command = next(line for line in recipe.splitlines() if "jupyterlab" in line)
-    assert "-m jupyterlab" in command and "--ip=127.0.0.1" in command
+    return recipe.replace("\\\n", " ")  # one shell command, its continuation lines joined
+
+
+def test_make_lab_binds_to_loopback_with_a_token():
+    command = next(line for line in _lab_recipe().splitlines() if "-m jupyterlab" in line)
+    assert "--ip=127.0.0.1" in command and "--port=" in command and "--ServerApp.port_retries=0" in command
     assert "--IdentityProvider.token=" in command and "token=''" not in command and 'token=""' not in command
-    assert "--ServerApp.root_dir=notebooks" in command
+    assert "--ServerApp.root_dir=notebooks" in command and "--allow-root" in command  # only when uid 0
+
+
+@pytest.mark.slow  # starts JupyterLab
+def test_make_lab_prints_a_url_that_works_as_root_too(tmp_path):
+    """What a user does: `make lab`, then open the URL it printed (on many machines as root)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, HOME=str(tmp_path / "home"), JUPYTER_CONFIG_DIR=str(tmp_path / "jcfg"),
+               JUPYTER_DATA_DIR=str(tmp_path / "jdata"), JUPYTER_RUNTIME_DIR=str(tmp_path / "jrun"),
+               IPYTHONDIR=str(tmp_path / "ipython"), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"))
+    log = tmp_path / "lab.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["make", "--no-print-directory", "lab", f"LAB_PORT={port}"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            match = re.search(r"open (http://127\.0\.0\.1:\d+/lab\?token=[0-9a-f]+)", log.read_text())
+            if match:
+                url = match.group(1)
+                try:
+                    with urllib.request.urlopen(url.replace("/lab?", "/api/status?"), timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+            assert proc.poll() is None, f"make lab stopped: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"the printed URL did not answer: {log.read_text()[-2000:]}"
+            time.sleep(0.5)
+        assert url.startswith(f"http://127.0.0.1:{port}/lab?token=")
+        with urllib.request.urlopen(url, timeout=10) as r:  # the page itself, with the token: no login form
+            assert r.status == 200 and "JupyterLab" in r.read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # make, its shell and the server: the group started here
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)

@@ -1,34 +1,38 @@
-"""What README.md shows is what the commands print."""
+"""What README.md and the docs/ pages show is what the commands print; the README is a landing page
+whose links all lead somewhere."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
 
+from tsf.__main__ import build_parser
 from tsf.bench.rollout import scores_table, speed_table
 from tsf.bench.table import format_table
 from tsf.study.presets import STUDY_PRESETS
 
-from .helpers import ROOT, readme_block
+from .helpers import ROOT, doc_block, doc_text
 
 
 def test_readme_cost_table_is_what_info_prints():
     out = subprocess.run([sys.executable, "-m", "tsf", "info", "--all", "--preset", "base", "--num-classes", "174"],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
-    assert readme_block("info-table") == out
+    assert doc_block("docs/model.md", "info-table") == out
 
 
 def test_readme_attention_tables_are_the_committed_results(committed):
     speed = committed("rollout_speed")
-    assert readme_block("rollout-speed") == speed_table(speed["rows"])
+    assert doc_block("docs/attention.md", "rollout-speed") == speed_table(speed["rows"])
     for method in ("rollout", "gradient"):
         data = committed(f"attention_scores_untrained_{method}")
-        assert readme_block(f"scores-{method}") == scores_table(data["summary"])
+        assert doc_block("docs/attention.md", f"scores-{method}") == scores_table(data["summary"])
         assert f"--method {method}" in data["meta"]["command"]
 
 
 def test_readme_study_presets_are_the_code():
-    assert readme_block("study-presets") == presets_table()
+    assert doc_block("docs/study.md", "study-presets") == presets_table()
 
 
 def presets_table() -> str:
@@ -42,11 +46,11 @@ def presets_table() -> str:
                                ("sweep", "frames (long-range)", "s")])
 
 
-def test_readme_layout_shows_the_tree():
-    """Every module and package of tsf/ is in README.md's Layout block (and the packages it expands, their modules)."""
-    text = (ROOT / "README.md").read_text()
-    layout = text[text.index("## Layout"):]
-    layout = layout[:layout.index("```\n", layout.index("```") + 3)]
+def test_docs_layout_shows_the_tree():
+    """Every module and package of tsf/ is in docs/layout.md's block (and the packages it expands, their modules)."""
+    text = doc_text("docs/layout.md")
+    layout = text[text.index("```"):]
+    layout = layout[:layout.index("```\n", 3)]
     package = ROOT / "tsf"
     for path in sorted(package.iterdir()):
         if path.suffix == ".py":
@@ -56,3 +60,29 @@ def test_readme_layout_shows_the_tree():
     for name in ("weights", "data", "explain", "bench"):
         for path in sorted((package / name).glob("*.py")):
             assert path.name == "__init__.py" or path.name in layout, f"tsf/{name}/{path.name}"
+
+
+def test_readme_is_a_landing_page_whose_links_work():
+    text = doc_text("README.md")
+    assert len(text.splitlines()) <= 120, "README.md is the landing page: the reference goes to docs/"
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert {"docs/explorer.png", "docs/model.md", "docs/data-and-training.md", "docs/attention.md",
+            "docs/commands.md", "docs/performance.md", "docs/study.md", "docs/layout.md"} <= set(links)
+    for link in links:
+        assert (ROOT / link).exists(), link
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for link in re.findall(r"\]\(([^)#:]+)\)", page.read_text()):
+            assert (page.parent / link).exists(), f"{page.name}: {link}"
+    # the set-up commands (tests/test_project.py checks them and CI) make .venv; everything after runs in it
+    assert "source .venv/bin/activate" in text and "`.venv/bin/python`" in text
+    assert text.index("source .venv/bin/activate") < text.index("## Quick examples")
+
+
+def test_readme_quick_examples_are_command_lines_the_parser_accepts():
+    block = re.search(r"## Quick examples.*?```bash\n(.*?)```", doc_text("README.md"), re.S).group(1)
+    lines = [line for line in block.replace("\\\n", " ").splitlines() if line.startswith("python -m tsf")]
+    assert {shlex.split(line)[3] for line in lines} >= {"explain", "predict", "features", "train", "info"}
+    for line in lines:
+        argv = shlex.split(line, comments=True)[3:]
+        assert build_parser().parse_args(argv).command == argv[0], line  # exits (SystemExit) on a bad option
+    assert any("--timeline" in line for line in lines)

@@ -189,3 +189,82 @@ def test_make_calibrate_runs_the_kept_step_by_default():
     ladder = steps(study_preset("cpu"))
     assert set(DEFAULT_STEPS) <= {s.name for s in ladder}
     assert next(s.name for s in ladder if s.kept) in DEFAULT_STEPS
+
+
+def _table1_frames(seeds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 1's frames as the study builds them, made up: the last scheme (Axial) tallest on every panel."""
+    from tsf.config import ATTENTION_SCHEMES
+
+    runs, rows = [], []
+    for i, scheme in enumerate(ATTENTION_SCHEMES):
+        row = {"scheme": scheme}
+        for task, chance in (("appearance", 0.1), ("motion", 0.125)):
+            accs = [0.3 + 0.15 * i + 0.01 * s for s in range(seeds)]
+            pairs = [0.45 + 0.1 * i + 0.01 * s for s in range(seeds)]
+            runs += [{"task": task, "scheme": scheme, "seed": s, "val_acc": a, "pair_acc": p, "chance": chance}
+                     for s, (a, p) in enumerate(zip(accs, pairs))]
+            row[f"{task}_acc"], row[f"{task}_acc_std"] = pd.Series(accs).mean(), pd.Series(accs).std()
+            if task == "motion":
+                row["motion_pair_acc"], row["motion_pair_acc_std"] = pd.Series(pairs).mean(), pd.Series(pairs).std()
+        rows.append(row)
+    return pd.DataFrame(rows), pd.DataFrame(runs)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_table1_figure_says_its_seeds_and_labels_chance_off_the_bars(preset, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.patches import Rectangle
+
+    from tsf.study.experiments import table1_figure
+
+    study = study_preset(preset)
+    table, per_run = _table1_frames(len(study.seeds))
+    fig = table1_figure(table, per_run, study)
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    ylabel = fig.axes[0].get_ylabel()
+    if len(study.seeds) == 1:
+        assert "1 seed)" in ylabel and "seeds" not in ylabel and "±" not in ylabel
+    else:
+        assert f"mean ± std over {len(study.seeds)} seeds" in ylabel
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if t.get_text() == "chance"]
+        assert len(labels) == 1
+        box = labels[0].get_window_extent(renderer)
+        assert box.x0 >= ax.get_window_extent(renderer).x1, "the label sits right of the panel"
+        bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+        assert len(bars) == len(table)
+        assert not any(box.overlaps(bar.get_window_extent(renderer)) for bar in bars)
+        others = [a for a in fig.axes if a is not ax]
+        assert not any(box.overlaps(a.get_window_extent(renderer)) for a in others), "nor on the next panel"
+        line_y = ax.transData.transform((0, ax.lines[-1].get_ydata()[0]))[1]
+        assert box.y0 <= line_y <= box.y1, "beside its line"
+    Output.create(tmp_path, preset).figure("table1", fig)
+    assert (tmp_path / "table1.png").stat().st_size > 10_000
+
+
+def test_quickstart_figure_draws_every_step_of_a_short_run(tmp_path):
+    """At smoke the quickstart model trains 8 steps: the study logs each one (log_every=1), so the
+    training curves have a point per step, and the held-out curve is drawn where the run has one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tsf.study.quickstart import plot_training
+    from tsf.study.runs import RunRecord
+
+    study = study_preset("smoke")
+    config = study.train_config("motion", "divided", 0)
+    assert config.log_every == 1
+    steps = (study.train_samples // study.batch_size) * study.motion_epochs
+    lines = [{"event": "step", "step": k, "epoch": 0, "loss": 2.0 - 0.1 * k, "acc": 0.1} for k in range(1, steps + 1)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    curve = [{"step": k, "val_acc": 0.2, "pair_acc": 0.5} for k in range(0, steps + 1, study.curve_every)]
+    record = RunRecord("motion-divided-s0", config, tmp_path, [], {"val_acc": 0.2, "chance": 0.125, "steps": steps,
+                                                                   "train_seconds": 9.0}, curve)
+    fig = plot_training(record)
+    loss, acc = fig.axes
+    assert len(loss.lines[0].get_xdata()) == steps >= 8
+    assert [len(line.get_xdata()) for line in acc.lines[:3]] == [steps, len(curve), len(curve)]
+    matplotlib.pyplot.close(fig)

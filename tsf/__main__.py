@@ -1,7 +1,9 @@
-"""The command line: ``python -m tsf COMMAND ...``.
+"""The command line: python -m tsf COMMAND ...
 
 Each command only parses its arguments and calls the function that does the work; the
-tables it prints come from :func:`tsf.bench.table.format_table`.
+tables it prints come from tsf.bench.table.format_table. The six benchmarks are the
+subcommands of one ``bench`` command; their names before that grouping (bench-data, ...),
+which the committed result files record, still run (LEGACY_NAMES).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .bench.table import format_table
 from .config import ATTENTION_SCHEMES, PRESETS, preset
 from .cost import cost_row
 from .data.check import check_files, dataset_paths
-from .data.datasets import DATASET_FORMATS
+from .data.datasets import DATASET_FORMATS, read_dataset
 from .data.synthetic import SPLITS, TASKS, make_synthetic
 from .data.video import QUALITIES, SAMPLINGS, ClipSampling, VideoError
 from .explain import METHODS
@@ -33,8 +35,9 @@ from .reproduce import main as reproduce_main
 from .train import evaluate, fit, load_config
 from .train.checkpoint import read_classes
 from .train.config import TRAIN_PRESETS, DataConfig
-from .train.data import held_out_dataset
-from .train.predict import class_names, predict_videos
+from .train.data import held_out_dataset, run_config_for
+from .train.features import extract_features
+from .train.predict import centre_view, class_names, predict_timeline, predict_videos
 from .weights import load_pretrained, save_pretrained, to_hf
 from .weights.convert import summary
 
@@ -119,15 +122,103 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_sampling(args: argparse.Namespace) -> tuple[str, int]:
+    """``--sampling`` / ``--sampling-rate``, else what the checkpoint's training run read, else dense
+    at rate 32. A synthetic run's clips are whole short videos (as make-synthetic writes them):
+    segment sampling, or dense at the rate that spreads the clip over ``source_frames``."""
+    run = run_config_for(args.checkpoint) if args.sampling is None or args.sampling_rate is None else None
+    if run is None:
+        known = ("dense", 32)
+    elif run.data.kind == "synthetic":
+        T = run.model.num_frames
+        known = ("segment", max(1, (run.data.source_frames or T) // T))
+    else:
+        known = (run.data.sampling, run.data.sampling_rate)
+    return args.sampling or known[0], args.sampling_rate or known[1]
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     model = load_pretrained(args.checkpoint)
     names = class_names(args.checkpoint, args.labels, model.config.num_classes)
+    sampling, rate = _read_sampling(args)
+    if args.timeline:
+        return _predict_timeline(args, model, names, rate)
     results = predict_videos(model, args.videos, classes=names, topk=args.topk, num_clips=args.clips,
-                             num_crops=args.crops, sampling=args.sampling, sampling_rate=args.sampling_rate)
+                             num_crops=args.crops, sampling=sampling, sampling_rate=rate)
     for r in results:
         print(f"{r.path}  ({r.views} views)")
         for rank, (name, p) in enumerate(r.top, 1):
             print(f"  {rank}. {name:<40s} {p:6.1%}")
+    return 0
+
+
+def _predict_timeline(args: argparse.Namespace, model, names: list[str], rate: int) -> int:
+    if len(args.videos) != 1:
+        raise ValueError(f"--timeline takes one video, got {len(args.videos)}")
+    if args.sampling == "segment":
+        raise ValueError("--timeline slides dense clips over the video; leave out --sampling segment")
+    from .viz.overlay import plot_timeline  # matplotlib is optional (the notebooks extra)
+
+    video = args.videos[0]
+    line = predict_timeline(model, video, classes=names, stride=args.stride, sampling_rate=rate,
+                            num_crops=args.crops)
+    k = min(3, args.topk)
+    print(f"{video}: {len(line.starts)} windows of {model.config.num_frames} frames over "
+          f"{line.ends[0] - line.starts[0]:.2f} s (sampling rate {rate})")
+    if line.padded:
+        print(f"note: the video is shorter than one window: its last frame is repeated {line.padded} times")
+    print(format_table(line.rows(k), [("window", "window", "d"), ("start", "start s", ".2f"), ("end", "end s", ".2f")]
+                       + [(f"top{r}", f"top-{r}", "s") for r in range(1, k + 1)]))
+    plot = Path(args.plot or f"{Path(video).stem}_timeline.png")
+    plot_timeline(line.starts, line.ends, line.probs, names, plot, title=f"class probability over time: {Path(video).name}",
+                  caption=f"{args.checkpoint}; windows of {model.config.num_frames} frames at rate {rate}, "
+                          f"{args.crops} crop{'' if args.crops == 1 else 's'} each")
+    print(f"plot: {plot}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .viz.explorer import AttentionExplorer  # plotly and ipywidgets: the notebooks extra
+
+    model = load_pretrained(args.checkpoint)
+    names = class_names(args.checkpoint, args.labels, model.config.num_classes)
+    sampling, rate = _read_sampling(args)
+    clip, padded = centre_view(args.video, model.config, sampling=sampling, sampling_rate=rate)
+    if padded:
+        print(f"note: {args.video} is shorter than the clip's window; its last frame is repeated "
+              f"(try --sampling segment or a lower --sampling-rate)", file=sys.stderr)
+    head = int(args.head) if args.head.isdigit() else args.head
+    explorer = AttentionExplorer(model, clip, classes=names, head=head)
+    if args.target is not None:
+        explorer.set_target(args.target)
+    out = Path(args.out or f"{Path(args.video).stem}.html")
+    page = explorer.to_html(out, views=args.method or tuple(METHODS), title=f"{Path(args.video).name}: {args.checkpoint}")
+    pred = int(explorer.probs.argmax())
+    print(f"{args.video}: predicted {names[pred]} (p={explorer.probs[pred]:.2f}); "
+          f"{sampling} sampling{f' at rate {rate}' if sampling == 'dense' else ''}, "
+          f"{model.config.num_frames} frames, centre crop {model.config.img_size}")
+    print(f"page: {page} (open it in a browser; plotly.min.js is beside it)")
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    if bool(args.videos) == bool(args.annotations):
+        raise ValueError("give video files or --annotations LIST, not both and not neither")
+    model = load_pretrained(args.checkpoint)
+    sampling, rate = _read_sampling(args)
+    if args.annotations:
+        samples, classes = read_dataset(args.annotations, args.kind, args.root, args.dataset_labels)
+        if not samples:
+            raise ValueError(f"{args.annotations}: no videos listed")
+    else:
+        samples, classes = [(v, 0) for v in args.videos], None
+    feats = extract_features(model, samples, classes=classes, labelled=bool(args.annotations), num_clips=args.clips,
+                             num_crops=args.crops, sampling=sampling, sampling_rate=rate, keep_views=args.per_view)
+    out = feats.save(args.out)
+    shape = "x".join(map(str, feats.features.shape))
+    print(f"{out}: features {shape} (mean over {feats.protocol})"
+          + (f", views {'x'.join(map(str, feats.views.shape))}" if feats.views is not None else "")
+          + (", labels" if feats.labels is not None else "") + "; the file names are in its metadata ('paths')")
     return 0
 
 
@@ -229,31 +320,66 @@ def _cmd_bench_profile(args: argparse.Namespace) -> int:
     return _report(args, result, format_profile)
 
 
+# The user's commands come first in --help; the benchmarks are one group at the end.
+DESCRIPTION = """TimeSformer: explain, predict, extract features, train, evaluate, convert weights;
+the study (reproduce, calibrate) and the benchmarks (bench SUBCOMMAND)."""
+
+
+def _add_sampling(parser: argparse.ArgumentParser, clips: bool = True) -> None:
+    """How a video is read: the test protocol's options, shared by eval, predict, features and explain."""
+    parser.add_argument("--sampling", default=None, choices=SAMPLINGS,
+                        help="dense (Kinetics) or segment (SSv2); default: the training run's, else dense")
+    parser.add_argument("--sampling-rate", type=int, default=None,
+                        help="dense: frames between samples at 30 fps; default: the training run's, else 32")
+    if clips:
+        parser.add_argument("--clips", type=int, default=1, help="temporal clips (dense sampling)")
+        parser.add_argument("--crops", type=int, default=3, help="spatial crops (1: the centre)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tsf", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m tsf", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = sub.add_parser("info", help="parameters and inference cost of a configuration")
-    info.add_argument("--preset", default="base", choices=sorted(PRESETS))
-    info.add_argument("--attention", default="divided", help=f"one of {', '.join(ATTENTION_SCHEMES)}")
-    info.add_argument("--all", action="store_true", help="all five schemes side by side")
-    info.add_argument("--num-classes", type=int, default=None)
-    info.add_argument("--frames", type=int, default=None, help="frames per clip (default: the preset's)")
-    info.add_argument("--crop", type=int, default=None, help="crop side in pixels (default: the preset's)")
-    info.add_argument("--views", type=int, default=3, help="views per video for the total (paper: 3)")
-    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    info.set_defaults(func=_cmd_info)
+    ex = sub.add_parser("explain", help="an attention explorer page (HTML) for any video and checkpoint",
+                        description="Write the standalone attention explorer for one video: the middle clip, "
+                                    "centre crop, decoded at the model's frames and crop.")
+    ex.add_argument("checkpoint", help="anything tsf.load_pretrained reads (a run's model folder, .pyth, HF folder, ...)")
+    ex.add_argument("video")
+    ex.add_argument("--out", default=None, help="the page (default: VIDEO's name with .html, in this folder)")
+    ex.add_argument("--method", nargs="+", default=None, choices=tuple(METHODS), metavar="METHOD",
+                    help=f"the views, the first shown first: {', '.join(METHODS)} (default: all)")
+    ex.add_argument("--target", default=None, help="the class the gradient view explains: name or index "
+                                                   "(default: the predicted class)")
+    ex.add_argument("--head", default="mean", help="mean, max, min or a head's index")
+    ex.add_argument("--labels", help="class names: a JSON list/object or one name per line (default: the checkpoint's)")
+    _add_sampling(ex, clips=False)
+    ex.set_defaults(func=_cmd_explain)
 
-    convert = sub.add_parser("convert", help="read any supported checkpoint and write it as safetensors (tsf or HF)")
-    convert.add_argument("source", help="a .pyth/.pth/.pt/.bin/.safetensors file or a folder with config.json")
-    convert.add_argument("out", help="the folder to write (model.safetensors + config.json)")
-    convert.add_argument("--attention", default=None, help="scheme to inflate an image ViT to (default divided)")
-    convert.add_argument("--frames", type=int, default=None, help="resize the time embedding to this many frames")
-    convert.add_argument("--crop", type=int, default=None, help="resize the position embedding to this crop (px)")
-    convert.add_argument("--num-classes", type=int, default=None, help="replace the head by a new one of this size")
-    convert.add_argument("--num-heads", type=int, default=None, help="heads, when neither shapes nor config say")
-    convert.add_argument("--hf", action="store_true", help="write a Hugging Face TimesformerForVideoClassification")
-    convert.set_defaults(func=_cmd_convert)
+    pr = sub.add_parser("predict", help="top-5 classes of video files, or a timeline of a long one")
+    pr.add_argument("checkpoint")
+    pr.add_argument("videos", nargs="+")
+    pr.add_argument("--labels", help="class names: a JSON list/object or one name per line (default: the checkpoint's)")
+    pr.add_argument("--topk", type=int, default=5)
+    _add_sampling(pr)
+    pr.add_argument("--timeline", action="store_true",
+                    help="slide a clip over the video: the top classes per window and a PNG of probability over time")
+    pr.add_argument("--stride", type=float, default=None, help="timeline: seconds between windows (default: half a window)")
+    pr.add_argument("--plot", default=None, help="timeline: the PNG (default: VIDEO's name with _timeline.png, here)")
+    pr.set_defaults(func=_cmd_predict)
+
+    ft = sub.add_parser("features", help="the final cls feature of every video (safetensors, with the file names)")
+    ft.add_argument("checkpoint")
+    ft.add_argument("videos", nargs="*", help="video files (or give --annotations)")
+    ft.add_argument("--annotations", help="a dataset list instead (Kinetics-style, SSv2 JSON, or a folder per class)")
+    ft.add_argument("--root", help="folder the annotation paths are relative to")
+    ft.add_argument("--kind", default="auto", choices=("auto", *DATASET_FORMATS))
+    ft.add_argument("--dataset-labels", help="with --annotations: its class names (SSv2 labels JSON, a Kinetics "
+                                             "list's labels.json or one name per line)")
+    ft.add_argument("--out", default="features.safetensors", help="the file to write (*.safetensors)")
+    ft.add_argument("--per-view", action="store_true", help="also keep every view's feature (N, views, D)")
+    _add_sampling(ft)
+    ft.set_defaults(func=_cmd_features)
 
     train = sub.add_parser("train", help="train (also under torchrun --nproc_per_node=N)")
     train.add_argument("--preset", default="scratch", choices=sorted(TRAIN_PRESETS),
@@ -281,33 +407,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", help="JSON report (default: CHECKPOINT/eval.json)")
     ev.set_defaults(func=_cmd_eval)
 
-    pr = sub.add_parser("predict", help="top-5 classes of video files")
-    pr.add_argument("checkpoint")
-    pr.add_argument("videos", nargs="+")
-    pr.add_argument("--labels", help="class names: a JSON list/object or one name per line (default: the checkpoint's)")
-    pr.add_argument("--topk", type=int, default=5)
-    pr.add_argument("--clips", type=int, default=1, help="temporal clips (dense sampling)")
-    pr.add_argument("--crops", type=int, default=3, help="spatial crops")
-    pr.add_argument("--sampling", default="dense", choices=SAMPLINGS)
-    pr.add_argument("--sampling-rate", type=int, default=32)
-    pr.set_defaults(func=_cmd_predict)
+    convert = sub.add_parser("convert", help="read any supported checkpoint and write it as safetensors (tsf or HF)")
+    convert.add_argument("source", help="a .pyth/.pth/.pt/.bin/.safetensors file or a folder with config.json")
+    convert.add_argument("out", help="the folder to write (model.safetensors + config.json)")
+    convert.add_argument("--attention", default=None, help="scheme to inflate an image ViT to (default divided)")
+    convert.add_argument("--frames", type=int, default=None, help="resize the time embedding to this many frames")
+    convert.add_argument("--crop", type=int, default=None, help="resize the position embedding to this crop (px)")
+    convert.add_argument("--num-classes", type=int, default=None, help="replace the head by a new one of this size")
+    convert.add_argument("--num-heads", type=int, default=None, help="heads, when neither shapes nor config say")
+    convert.add_argument("--hf", action="store_true", help="write a Hugging Face TimesformerForVideoClassification")
+    convert.set_defaults(func=_cmd_convert)
 
-    rp = sub.add_parser("reproduce", help="run the study notebooks through papermill (what make reproduce does)")
-    rp.add_argument("--preset", default="cpu", help="smoke (minutes) | cpu (the committed study, <= 1 h on 2 cores) | gpu")
-    rp.add_argument("--only", nargs="+", metavar="NAME", help="some notebooks (a name or part of one, e.g. cost)")
-    rp.add_argument("--seed", type=int, default=0, help="first training seed")
-    rp.add_argument("--run-dir", help="executed notebooks and the run cache (default: runs/reproduce-PRESET)")
-    rp.add_argument("--figures-dir", help="tables, figures and SUMMARY.md (default: figures/PRESET)")
-    rp.set_defaults(func=_cmd_reproduce)
-
-    cal = sub.add_parser("calibrate", help="the runs behind the study's set-up: what the budget can learn")
-    cal.add_argument("--preset", default="cpu")
-    cal.add_argument("--seed", type=int, default=0)
-    cal.add_argument("--runs-dir", help="run cache (default: runs/PRESET)")
-    cal.add_argument("--figures-dir", help="where calibration.csv goes (default: figures/PRESET)")
-    cal.add_argument("--steps", nargs="+", metavar="STEP",
-                     help="calibration steps to run, or 'all' for the whole ladder (default: study zeros)")
-    cal.set_defaults(func=_cmd_calibrate)
+    info = sub.add_parser("info", help="parameters and inference cost of a configuration")
+    info.add_argument("--preset", default="base", choices=sorted(PRESETS))
+    info.add_argument("--attention", default="divided", help=f"one of {', '.join(ATTENTION_SCHEMES)}")
+    info.add_argument("--all", action="store_true", help="all five schemes side by side")
+    info.add_argument("--num-classes", type=int, default=None)
+    info.add_argument("--frames", type=int, default=None, help="frames per clip (default: the preset's)")
+    info.add_argument("--crop", type=int, default=None, help="crop side in pixels (default: the preset's)")
+    info.add_argument("--views", type=int, default=3, help="views per video for the total (paper: 3)")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=_cmd_info)
 
     check = sub.add_parser("check-data", help="scan a dataset for bad videos and report every one and why")
     check.add_argument("annotations", help="Kinetics-style list, SSv2 JSON, or a folder with one folder per class")
@@ -327,28 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=_cmd_check_data)
 
-    bench = sub.add_parser("bench-data", help="DataLoader throughput: decoded training clips per second per worker count")
-    bench.add_argument("--folder", default=None, help="mp4 files to read (default: generate Kinetics-like ones)")
-    bench.add_argument("--videos", type=int, default=8, help="how many files to generate")
-    bench.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    bench.add_argument("--clips", type=int, default=96, help="clips timed per worker count")
-    bench.add_argument("--batch-size", type=int, default=8)
-    bench.add_argument("--frames", type=int, default=8)
-    bench.add_argument("--sampling-rate", type=int, default=32)
-    bench.add_argument("--crop", type=int, default=224)
-    bench.add_argument("--out", default=None, help="write the result JSON here")
-    bench.add_argument("--json", action="store_true")
-    bench.set_defaults(func=_cmd_bench_data)
-
-    bsyn = sub.add_parser("bench-synthetic", help="synthetic clip generation vs small-model training throughput")
-    bsyn.add_argument("--clips", type=int, default=500, help="clips generated per task")
-    bsyn.add_argument("--attention", nargs="+", default=list(ATTENTION_SCHEMES))
-    bsyn.add_argument("--batch-size", type=int, default=32)
-    bsyn.add_argument("--steps", type=int, default=5, help="timed training steps per scheme")
-    bsyn.add_argument("--out", default=None, help="write the result JSON here")
-    bsyn.add_argument("--json", action="store_true")
-    bsyn.set_defaults(func=_cmd_bench_synthetic)
-
     make = sub.add_parser("make-synthetic", help="write a synthetic split as mp4 files + a Kinetics-style annotation file")
     make.add_argument("task", choices=TASKS)
     make.add_argument("out_dir")
@@ -363,26 +461,31 @@ def build_parser() -> argparse.ArgumentParser:
                       help="lossless: H.264 RGB crf 0 (bit-exact); high: yuv444p crf 10; standard: yuv420p crf 18")
     make.set_defaults(func=_cmd_make_synthetic)
 
-    bench = sub.add_parser("explain-bench", help="time attention rollout on random maps of a preset's size")
-    bench.add_argument("--preset", default="base", choices=sorted(PRESETS))
-    bench.add_argument("--frames", type=int, nargs="+", default=[8, 96], help="frame counts to time")
-    bench.add_argument("--attention", nargs="+", default=None, help="schemes (default: all five)")
-    bench.add_argument("--max-gb", type=float, default=6.0, help="skip sizes whose maps need more memory")
-    bench.add_argument("--repeats", type=int, default=3, help="timed runs per size (the best is kept)")
-    bench.add_argument("--out", default=None, help="write the rows as JSON here")
-    bench.set_defaults(func=_cmd_explain_bench)
+    rp = sub.add_parser("reproduce", help="run the study notebooks through papermill (what make reproduce does)")
+    rp.add_argument("--preset", default="cpu", help="smoke (minutes) | cpu (the committed study, <= 1 h on 2 cores) | gpu")
+    rp.add_argument("--only", nargs="+", metavar="NAME", help="some notebooks (a name or part of one, e.g. cost)")
+    rp.add_argument("--seed", type=int, default=0, help="first training seed")
+    rp.add_argument("--run-dir", help="executed notebooks and the run cache (default: runs/reproduce-PRESET)")
+    rp.add_argument("--figures-dir", help="tables, figures and SUMMARY.md (default: figures/PRESET)")
+    rp.set_defaults(func=_cmd_reproduce)
 
-    scores = sub.add_parser("attention-scores",
-                            help="share of untrained models' attention maps on a toy clip's object vs chance")
-    scores.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    scores.add_argument("--samples", type=int, default=8, help="toy clips")
-    scores.add_argument("--seed", type=int, default=0)
-    scores.add_argument("--method", default="rollout", choices=tuple(METHODS))
-    scores.add_argument("--out", default=None, help="write the summary and rows as JSON here")
-    scores.add_argument("--figure", default=None, help="write the figure here")
-    scores.set_defaults(func=_cmd_attention_scores)
+    cal = sub.add_parser("calibrate", help="the runs behind the study's set-up: what the budget can learn")
+    cal.add_argument("--preset", default="cpu")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--runs-dir", help="run cache (default: runs/PRESET)")
+    cal.add_argument("--figures-dir", help="where calibration.csv goes (default: figures/PRESET)")
+    cal.add_argument("--steps", nargs="+", metavar="STEP",
+                     help="calibration steps to run, or 'all' for the whole ladder (default: study zeros)")
+    cal.set_defaults(func=_cmd_calibrate)
 
-    bn = sub.add_parser("bench", help="our model beside Hugging Face's TimeSformer: clips/s, memory, FLOPs utilisation")
+    bench = sub.add_parser("bench", help="the benchmarks: models, data, synthetic, explain, attention-scores, profile",
+                           description="The benchmarks behind the numbers in docs/ (python -m tsf bench SUBCOMMAND -h).")
+    _add_bench_commands(bench.add_subparsers(dest="benchmark", required=True, metavar="SUBCOMMAND"))
+    return parser
+
+
+def _add_bench_commands(sub) -> None:
+    bn = sub.add_parser("models", help="our model beside Hugging Face's TimeSformer: clips/s, memory, FLOPs utilisation")
     bn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bn.add_argument("--cases", nargs="+", metavar="NAME",
                     help="cases to run (default: the device's suite; --list shows them)")
@@ -401,20 +504,82 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--json", action="store_true")
     bn.set_defaults(func=_cmd_bench)
 
-    bp = sub.add_parser("bench-profile", help="torch.profiler over training steps: where the time goes, ours and HF's")
-    bp.add_argument("--case", default="small-train", help="a bench case (python -m tsf bench --list)")
+    data = sub.add_parser("data", help="DataLoader throughput: decoded training clips per second per worker count")
+    data.add_argument("--folder", default=None, help="mp4 files to read (default: generate Kinetics-like ones)")
+    data.add_argument("--videos", type=int, default=8, help="how many files to generate")
+    data.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    data.add_argument("--clips", type=int, default=96, help="clips timed per worker count")
+    data.add_argument("--batch-size", type=int, default=8)
+    data.add_argument("--frames", type=int, default=8)
+    data.add_argument("--sampling-rate", type=int, default=32)
+    data.add_argument("--crop", type=int, default=224)
+    data.add_argument("--out", default=None, help="write the result JSON here")
+    data.add_argument("--json", action="store_true")
+    data.set_defaults(func=_cmd_bench_data)
+
+    bsyn = sub.add_parser("synthetic", help="synthetic clip generation vs small-model training throughput")
+    bsyn.add_argument("--clips", type=int, default=500, help="clips generated per task")
+    bsyn.add_argument("--attention", nargs="+", default=list(ATTENTION_SCHEMES))
+    bsyn.add_argument("--batch-size", type=int, default=32)
+    bsyn.add_argument("--steps", type=int, default=5, help="timed training steps per scheme")
+    bsyn.add_argument("--out", default=None, help="write the result JSON here")
+    bsyn.add_argument("--json", action="store_true")
+    bsyn.set_defaults(func=_cmd_bench_synthetic)
+
+    rollout = sub.add_parser("explain", help="time attention rollout on random maps of a preset's size")
+    rollout.add_argument("--preset", default="base", choices=sorted(PRESETS))
+    rollout.add_argument("--frames", type=int, nargs="+", default=[8, 96], help="frame counts to time")
+    rollout.add_argument("--attention", nargs="+", default=None, help="schemes (default: all five)")
+    rollout.add_argument("--max-gb", type=float, default=6.0, help="skip sizes whose maps need more memory")
+    rollout.add_argument("--repeats", type=int, default=3, help="timed runs per size (the best is kept)")
+    rollout.add_argument("--out", default=None, help="write the rows as JSON here")
+    rollout.set_defaults(func=_cmd_explain_bench)
+
+    scores = sub.add_parser("attention-scores",
+                            help="share of untrained models' attention maps on a toy clip's object vs chance")
+    scores.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    scores.add_argument("--samples", type=int, default=8, help="toy clips")
+    scores.add_argument("--seed", type=int, default=0)
+    scores.add_argument("--method", default="rollout", choices=tuple(METHODS))
+    scores.add_argument("--out", default=None, help="write the summary and rows as JSON here")
+    scores.add_argument("--figure", default=None, help="write the figure here")
+    scores.set_defaults(func=_cmd_attention_scores)
+
+    bp = sub.add_parser("profile", help="torch.profiler over training steps: where the time goes, ours and HF's")
+    bp.add_argument("--case", default="small-train", help="a bench case (python -m tsf bench models --list)")
     bp.add_argument("--attention", default="divided")
     bp.add_argument("--mode", default="train", choices=MODES)
     bp.add_argument("--rounds", type=int, default=5)
     bp.add_argument("--out", default=None, help="write the result JSON here")
     bp.add_argument("--json", action="store_true")
     bp.set_defaults(func=_cmd_bench_profile)
-    return parser
+
+
+# The benchmarks' names before they became subcommands of `bench`: the committed result files
+# record their commands so, and those commands still run.
+LEGACY_NAMES: dict[str, list[str]] = {
+    "bench-data": ["bench", "data"], "bench-synthetic": ["bench", "synthetic"],
+    "explain-bench": ["bench", "explain"], "attention-scores": ["bench", "attention-scores"],
+    "bench-profile": ["bench", "profile"],
+}
+BENCH_COMMANDS = ("models", "data", "synthetic", "explain", "attention-scores", "profile")
+
+
+def canonical_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` with a benchmark's old name replaced by its subcommand: ``bench-data ...`` is
+    ``bench data ...``, and ``bench --cases ...`` (the old model benchmark) is ``bench models ...``."""
+    argv = list(argv)
+    if argv and argv[0] in LEGACY_NAMES:
+        return LEGACY_NAMES[argv[0]] + argv[1:]
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] not in BENCH_COMMANDS and argv[1] not in ("-h", "--help"):
+        return ["bench", "models"] + argv[1:]
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what the result files record
+    given = list(argv) if argv is not None else sys.argv[1:]
+    args = build_parser().parse_args(canonical_argv(given))
+    args.argv = given  # what the result files record
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -1,4 +1,4 @@
-"""``python -m tsf bench-data``: decoded training clips per second through a DataLoader, per worker count.
+"""``python -m tsf bench data``: decoded training clips per second through a DataLoader, per worker count.
 
 On the mp4 files of a folder, or on generated Kinetics-like ones; plus resizing while decoding
 against decoding at full size, on one HD file. Results carry
@@ -128,7 +128,7 @@ def run_bench_data(folder: str | os.PathLike | None, *, workers: Sequence[int], 
 
 
 def format_bench_data(result: dict) -> str:
-    """The README table of a bench-data result."""
+    """The docs' table of a bench-data result."""
     lines = [format_table(result["results"], [("workers", "workers", "d"), ("clips_per_s", "clips/s", ".1f")])]
     resize = result.get("decode_resize")
     if resize:

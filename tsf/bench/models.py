@@ -1,4 +1,4 @@
-"""``python -m tsf bench``: our TimeSformer beside Hugging Face's, timed in one run.
+"""``python -m tsf bench models``: our TimeSformer beside Hugging Face's, timed in one run.
 
 For each scheme of a *case* (a model preset, batch size, precision, with or without
 ``torch.compile``) this builds our model, gives Hugging Face's
@@ -21,7 +21,7 @@ Stochastic depth is off in every case (``drop_path_rate=0``): transformers >= 5 
 an integer, so the exported model could not have it, and it would make the steps differ.
 
 Results are JSON (:func:`tsf.provenance.provenance`, and per case its date, command and
-load average) under ``benchmarks/results/``; :func:`format_results` is the README table and
+load average) under ``benchmarks/results/``; :func:`format_results` is the docs' table and
 :func:`tsf.bench.plots.plot_results` the figure.
 """
 
@@ -143,7 +143,7 @@ def select_cases(names: Sequence[str] | None, device: str, *, schemes: Sequence[
 
 
 def describe_case(case: Case) -> str:
-    """One line per case, as ``python -m tsf bench --list`` prints it."""
+    """One line per case, as ``python -m tsf bench models --list`` prints it."""
     return (f"{case.name}: preset {case.preset}, {', '.join(case.schemes)}, {'/'.join(case.modes)}, batch "
             f"{case.batch_size or 'fill'}, {case.precision}{', compiled' if case.compile else ''}")
 
@@ -391,7 +391,7 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def format_results(result: dict[str, Any]) -> str:
-    """The plain-text table ``python -m tsf bench`` prints and README.md shows."""
+    """The plain-text table ``python -m tsf bench models`` prints and docs/performance.md shows."""
     table = format_table(table_rows(result), [
         ("case", "case", "s"), ("mode", "mode", "s"), ("scheme", "scheme", "s"), ("batch", "batch", "s"),
         ("threads", "thr", "s"), ("tsf", "tsf clips/s (IQR)", "s"), ("hf", "HF clips/s (IQR)", "s"),

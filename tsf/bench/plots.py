@@ -1,4 +1,4 @@
-"""The figures of ``python -m tsf bench``: clips per second per case, and peak memory against frames and crop.
+"""The figures of ``python -m tsf bench models``: clips per second per case, and peak memory against frames and crop.
 
 Figures are built outside pyplot (``matplotlib.figure.Figure``): nothing to close, no backend
 switched, and a notebook that calls them keeps its own.

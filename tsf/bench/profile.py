@@ -1,4 +1,4 @@
-"""Where the time goes: ``torch.profiler`` over training steps, ours beside Hugging Face's (``bench-profile``)."""
+"""Where the time goes: ``torch.profiler`` over training steps, ours beside Hugging Face's (``bench profile``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m tsf explain-bench`` (rollout timings) and ``attention-scores`` (untrained baselines).
+"""``python -m tsf bench explain`` (rollout timings) and ``bench attention-scores`` (untrained baselines).
 
 Times :func:`tsf.explain.rollout` (the cls row through every block),
 :func:`tsf.explain.rollout_by_layer` (the rollout up to every block) and a query patch's row on
@@ -62,7 +62,7 @@ def maps_bytes(scheme: str, grid: Grid, depth: int, heads: int, itemsize: int = 
 
 
 def speed_table(rows: Sequence[dict]) -> str:
-    """The rows as the plain-text table the command prints (and README.md shows)."""
+    """The rows as the plain-text table the command prints (and the docs show)."""
     table = format_table([r for r in rows if "rollout_s" in r], [
         ("attention", "attention", "s"), ("frames", "frames", "d"), ("tokens", "tokens", ",d"),
         ("maps_gb", "maps GB", ".2f"), ("rollout_s", "rollout s", ".3f"),
@@ -72,7 +72,7 @@ def speed_table(rows: Sequence[dict]) -> str:
 
 
 def scores_table(summary: Sequence[dict]) -> str:
-    """:func:`tsf.explain.summarise_scores` rows as the table ``attention-scores`` prints (and README.md shows)."""
+    """:func:`tsf.explain.summarise_scores` rows as the table ``attention-scores`` prints (and the docs show)."""
     return format_table(summary, [("model", "attention", "s"), ("frames", "frames", "d"), ("share", "share", ".4f"),
                                   ("chance", "chance", ".4f"), ("lift", "lift", ".3f"),
                                   ("above_chance", "above chance", ".2f")])
@@ -110,7 +110,7 @@ def run_rollout_benchmark(preset_name: str, frames: Sequence[int], *, schemes: S
             rows.append(row)
             del maps
     if out is not None:
-        command = ["python", "-m", "tsf", "explain-bench", "--preset", preset_name, "--frames", *map(str, frames),
+        command = ["python", "-m", "tsf", "bench", "explain", "--preset", preset_name, "--frames", *map(str, frames),
                    "--max-gb", str(max_gb), "--repeats", str(repeats)]
         note = "random attention with the recorded layout; float32; batch 1; best of the repeats after a warm-up"
         write_result(out, dict(meta={**provenance(command), "note": note}, rows=rows))
@@ -132,7 +132,7 @@ def untrained_scores(preset_name: str = "small", *, samples: int = 8, seed: int 
     clips = [moving_square(cfg.num_frames, cfg.img_size, seed=seed + i) for i in range(samples)]
     rows = explain.score_models(models, clips, method=method)
     summary = explain.summarise_scores(rows)
-    command = ["python", "-m", "tsf", "attention-scores", "--preset", preset_name, "--samples", str(samples),
+    command = ["python", "-m", "tsf", "bench", "attention-scores", "--preset", preset_name, "--samples", str(samples),
                "--seed", str(seed), "--method", method]
     if out is not None:
         meta = dict(provenance(command), models="untrained, seeded", clips="moving_square toy clips",

@@ -1,4 +1,4 @@
-"""``python -m tsf bench-synthetic``: synthetic clip generation against small-model training throughput.
+"""``python -m tsf bench synthetic``: synthetic clip generation against small-model training throughput.
 
 If one process generates clips faster than the fastest scheme trains on them, training on the
 synthetic tasks is not data-bound. Results carry :func:`tsf.provenance.provenance`; the
@@ -65,7 +65,7 @@ def run_bench_synthetic(*, clips: int, attentions: Sequence[str], batch_size: in
 
 
 def format_bench_synthetic(result: dict) -> str:
-    """The README table of a bench-synthetic result."""
+    """The docs' table of a bench-synthetic result."""
     rows = [{"what": f"generate {g['task']}", "rate": g["clips_per_s"]} for g in result["generation"]]
     rows += [{"what": f"train {t['preset']}, {t['attention']}, batch {t['batch_size']}", "rate": t["clips_per_s"]}
              for t in result["training"]]
@@ -73,6 +73,6 @@ def format_bench_synthetic(result: dict) -> str:
 
 
 def format_cue_visibility(result: dict) -> str:
-    """The README table of the long_range task's cue visibility (from a bench-synthetic result)."""
+    """The docs' table of the long_range task's cue visibility (from a bench-synthetic result)."""
     return format_table(result["long_range_cues_seen"], [
         ("num_frames", "frames seen", "d"), ("at_least_one_cue", ">= 1 cue", ".2f"), ("both_cues", "both cues", ".2f")])

@@ -1,4 +1,4 @@
-"""The one table renderer: plain text (what the commands print, what README.md shows) or markdown."""
+"""The one table renderer: plain text (what the commands print, what the docs show) or markdown."""
 
 from __future__ import annotations
 

@@ -41,13 +41,13 @@ def held_out(study: StudyPreset, num: int):
 
 
 def explorer(study: StudyPreset, runs: Runs, scheme: str = "divided", clip: int = 0):
-    """The AttentionExplorer on a trained motion model and one held-out clip (with class names)."""
+    """The AttentionExplorer on a trained motion model and one held-out clip (class names, the object's outline)."""
     from ..viz import AttentionExplorer  # plotly and ipywidgets are optional (the notebooks extra)
 
     model = motion_runs(study, runs, (scheme,))[scheme].load_model()
     data = held_out(study, clip + 1)
     video, _ = data[clip]
-    return AttentionExplorer(model, video, classes=data.classes)
+    return AttentionExplorer(model, video, classes=data.classes, mask=data.sample(clip).mask)
 
 
 def static_figures(study: StudyPreset, runs: Runs, out: Output, scheme: str = "divided", clip: int = 0) -> list[Path]:
@@ -69,7 +69,8 @@ def static_figures(study: StudyPreset, runs: Runs, out: Output, scheme: str = "d
                              caption=f"positive part of gradient x attention, mean over heads; {out.label}")
     from ..viz import AttentionExplorer  # plotly and ipywidgets are optional
 
-    page = AttentionExplorer(model, video, classes=data.classes).to_html(out.folder / f"attention_{scheme}.html")
+    page = AttentionExplorer(model, video, classes=data.classes, mask=data.sample(clip).mask).to_html(
+        out.folder / f"attention_{scheme}.html")
     del grid, strip
     return [out.folder / f"attention_layers_{scheme}.png", out.folder / f"attention_gradient_{scheme}.png", page]
 

@@ -103,9 +103,9 @@ def table1(study: StudyPreset, runs: Runs, out: Output) -> pd.DataFrame:
                      **_task_columns(per_run[per_run.scheme == scheme], paper.TABLE1[scheme])})
     table = pd.DataFrame(rows)
     out.table("table1", table)
-    _plot_table1(table, per_run, study, out)
+    out.figure("table1", table1_figure(table, per_run, study))
     out.summary("table1", "Table 1: attention schemes", _table1_lines(table, per_run), note=(
-        f"Accuracy on held-out synthetic clips, mean ± std over {len(study.seeds)} seed(s), '{study.model}' model "
+        f"Accuracy on held-out synthetic clips, {_spread(study.seeds)}, '{study.model}' model "
         f"inflated from the same image model (the ImageNet stand-in) and fine-tuned with the same budget for every "
         f"scheme. Motion pair accuracy: how often the true class "
         f"beats its mirror twin (chance 50%). Parameters are exact counts at ViT-B/16 8 x 224 with 174 classes."))
@@ -193,7 +193,23 @@ def _seeds(seeds: tuple[int, ...]) -> str:
     return f"{len(seeds)} seed" + ("" if len(seeds) == 1 else "s")
 
 
-def _plot_table1(table: pd.DataFrame, per_run: pd.DataFrame, study: StudyPreset, out: Output) -> None:
+def _spread(seeds: tuple[int, ...]) -> str:
+    """What a bar over ``seeds`` shows: one run, or the mean and std of several."""
+    return "1 seed" if len(seeds) == 1 else f"mean ± std over {len(seeds)} seeds"
+
+
+def _chance_line(ax, level: float, *, color: str = "0.3"):
+    """A dashed line at ``level`` labelled "chance" just outside the axes' right edge, so the
+    label never sits on a bar or a curve; returns the label."""
+    ax.axhline(level, color=color, ls="--", lw=1)
+    return ax.annotate("chance", xy=(1, level), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                       textcoords="offset points", ha="left", va="center", fontsize=8, color=color,
+                       annotation_clip=False)
+
+
+def table1_figure(table: pd.DataFrame, per_run: pd.DataFrame, study: StudyPreset):
+    """Table 1's figure: a panel per task and metric, a bar per scheme (``table``), a dot per run
+    (``per_run``), the chance level labelled beside each panel."""
     import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
@@ -209,15 +225,15 @@ def _plot_table1(table: pd.DataFrame, per_run: pd.DataFrame, study: StudyPreset,
             ys = seeds.get_group(scheme).values
             ax.scatter([i] * len(ys), ys, color="k", s=10, zorder=3)
         level = chance if chance is not None else per_run[per_run.task == task].chance.iloc[0]
-        ax.axhline(level, color="0.3", ls="--", lw=1)
-        ax.text(len(table) - 0.5, level, " chance", va="bottom", ha="right", fontsize=8, color="0.3")
+        _chance_line(ax, level)
         ax.set_xticks(list(xs), [TITLES[s] for s in table.scheme], rotation=25, ha="right", fontsize=8)
         ax.set_ylim(0, 1.02)
         ax.set_title(title, fontsize=10)
-    axes[0].set_ylabel(f"held-out accuracy (mean ± std, {_seeds(study.seeds)}; dots: seeds)")
+    dots = "" if len(study.seeds) == 1 else "; dots: seeds"
+    axes[0].set_ylabel(f"held-out accuracy\n({_spread(study.seeds)}{dots})")
     fig.suptitle(f"Table 1 on synthetic data: the five schemes, '{study.model}' model, same budget")
     fig.tight_layout()
-    out.figure("table1", fig)
+    return fig
 
 
 # -- Table 4: positional embeddings -----------------------------------------------------------
@@ -468,7 +484,7 @@ def time_embedding_curves(study: StudyPreset, runs: Runs, out: Output, attention
                               f"first pair accuracy >= {100 * LEARNED_PAIR_ACC:.0f}%",
                       "ours": f"{first}; at the end {_pct(part.pair_acc.iloc[-1])}", "paper": "-"})
     out.summary("curves", "The time embedding's start: pair accuracy by optimiser step", lines, note=(
-        f"{TITLES[attention]} on the motion task, the study's recipe, {len(study.seeds)} seeds; held-out pair accuracy "
+        f"{TITLES[attention]} on the motion task, the study's recipe, {_seeds(study.seeds)}; held-out pair accuracy "
         f"on {CURVE_CLIPS} clips every {study.curve_every} steps. The authors start the "
         "time embedding (and temporal_fc) at zero, so an inflated model starts order-blind; the study starts "
         f"it {study.time_embed_init} (RMS {study.time_embed_init_std:g}) instead."))
@@ -485,8 +501,7 @@ def _plot_curves(curves: pd.DataFrame, study: StudyPreset, attention: str, out: 
         index = list(study.seeds).index(seed) if seed in study.seeds else 0
         ax.plot(part.step, part.pair_acc, color=colour, ls=styles[index % len(styles)], marker=".",
                 label=f"{INIT_TITLES[start]} ({part.time_embed_init.iloc[0]}), seed {seed}")
-    ax.axhline(0.5, color="0.5", ls="--", lw=1)
-    ax.text(curves.step.max(), 0.5, "chance ", va="bottom", ha="right", fontsize=8, color="0.4")
+    _chance_line(ax, 0.5, color="0.4")
     ax.set_ylim(0.3, 1.02)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("held-out pair accuracy (vs mirror twin)")

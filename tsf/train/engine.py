@@ -142,6 +142,16 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
 
 
+def epoch_line(summary: dict[str, Any], epochs: int) -> str:
+    """An epoch's summary as the one line ``train`` prints (epochs counted from 1, as the bars do;
+    metrics.jsonl keeps the record itself, with ``epoch`` counted from 0)."""
+    line = (f"epoch {summary['epoch'] + 1}/{epochs}: train loss {summary['train_loss']:.4f}, "
+            f"acc {summary['train_acc']:.1%}")
+    if "val_loss" in summary:
+        line += f" | val loss {summary['val_loss']:.4f}, acc {summary['val_acc']:.1%}, top-5 {summary['val_top5']:.1%}"
+    return line + f" | step {summary['step']}, {summary['epoch_time']:.1f} s"
+
+
 def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
     """The learning-rate multiplier at optimiser step ``step`` (a pure function)."""
     o = config.optim
@@ -442,7 +452,7 @@ class _Run:
         self.history.append(summary)
         if proc.main:
             _append(self.run_dir / "metrics.jsonl", summary)
-            log.info("epoch %d: %s", epoch + 1, {k: v for k, v in summary.items() if k != "event"})
+            log.info("%s", epoch_line(summary, config.optim.epochs))
         self.checkpoint(epoch + 1, 0, Sums())
 
     # -- after the loop -------------------------------------------------------------------
@@ -504,7 +514,8 @@ def _restore(source: Path, config: TrainConfig, model: nn.Module, optimizer: tor
     except (ValueError, KeyError) as err:
         raise CheckpointError(f"{source}: optimiser/scheduler state does not fit this run ({err})") from err
     _set_rng_state(state["rng"])
-    log.info("resumed from %s at step %d (epoch %d, batch %d)", source, state["step"], state["epoch"], state["batch"])
+    log.info("resumed from %s at step %d (epoch %d, batch %d)", source, state["step"], state["epoch"] + 1,
+             state["batch"])
     return state["step"], state["epoch"], state["batch"], list(state["sums"]), json.loads(state["history"])
 
 

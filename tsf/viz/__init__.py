@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 from .overlay import (
     colorize,
     display_frames,
+    mask_outline,
     normalise_maps,
     overlay,
     plot_frame_strip,
     plot_layer_grid,
     plot_mask_scores,
+    plot_timeline,
 )
 
 if TYPE_CHECKING:
@@ -26,11 +28,13 @@ __all__ = [
     "AttentionExplorer",
     "colorize",
     "display_frames",
+    "mask_outline",
     "normalise_maps",
     "overlay",
     "plot_frame_strip",
     "plot_layer_grid",
     "plot_mask_scores",
+    "plot_timeline",
 ]
 
 

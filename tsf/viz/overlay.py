@@ -140,7 +140,7 @@ def plot_frame_strip(video, heat, path: str | Path | None = None, *, title: str 
     for j, t in enumerate(picks):
         axes[0, j].imshow(f[t])
         axes[1, j].imshow(over[j])
-        axes[0, j].set_title(f"t = {t}", fontsize=9)
+        axes[0, j].set_title(f"frame {t + 1}", fontsize=9)
     axes[0, 0].set_ylabel("frame", fontsize=9)
     axes[1, 0].set_ylabel("map", fontsize=9)
     for ax in axes.flat:
@@ -173,7 +173,7 @@ def plot_layer_grid(video, heats, path: str | Path | None = None, *, title: str 
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(f"t = {t}", fontsize=9)
+                ax.set_title(f"frame {t + 1}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(labels[i], fontsize=9)
     _label(fig, title, caption)
@@ -205,18 +205,78 @@ def plot_mask_scores(rows: Sequence[dict], path: str | Path | None = None, *,
                  color="C0", label="map" if i == 0 else None, capsize=3)
         left.bar(i + 0.18, chance, 0.36, color="0.7", label="chance (mask area)" if i == 0 else None)
         frames = sorted({r["frame"] for r in mine})
-        right.plot(frames, [np.mean([r["share"] for r in mine if r["frame"] == t]) for t in frames],
+        right.plot([t + 1 for t in frames], [np.mean([r["share"] for r in mine if r["frame"] == t]) for t in frames],
                    marker="o", ms=3, label=name)
     valid = [r for r in rows if r["chance"] > 0]
     frames = sorted({r["frame"] for r in valid})
-    right.plot(frames, [np.mean([r["chance"] for r in valid if r["frame"] == t]) for t in frames],
+    right.plot([t + 1 for t in frames], [np.mean([r["chance"] for r in valid if r["frame"] == t]) for t in frames],
                ls="--", color="k", lw=1, label="chance")
     right.xaxis.get_major_locator().set_params(integer=True)
     left.set_xticks(x, names, rotation=20, ha="right", fontsize=9)
     left.set_ylabel("share of map mass on the object")
     left.legend(fontsize=8)
-    right.set_xlabel("frame")
+    right.set_xlabel("frame (counted from 1)")
     right.set_ylabel("share of map mass on the object")
     right.legend(fontsize=8, ncols=2)
     _label(fig, title, caption)
     return _save(fig, path)
+
+
+def plot_timeline(starts: Sequence[float], ends: Sequence[float], probs, classes: Sequence[str],
+                  path: str | Path | None = None, *, title: str = "class probability over time", caption: str = "",
+                  most: int = 6) -> Figure:
+    """Class probability over a long video, one line per class, a point per window (at its middle).
+
+    ``probs``: ``(windows, classes)``. The classes drawn are those that come first in some window,
+    then the most probable on average, ``most`` at most; the rest are summed as "other".
+    """
+    p = _numpy(probs)
+    if p.ndim != 2 or p.shape[0] != len(starts) or p.shape[0] != len(ends) or p.shape[1] != len(classes):
+        raise ValueError(f"expected probs (windows={len(starts)}, classes={len(classes)}), got shape {p.shape}")
+    winners = list(dict.fromkeys(int(j) for j in p.argmax(1)))
+    shown = (winners + [int(j) for j in np.argsort(-p.mean(0)) if j not in winners])[:most]
+    middle = (np.asarray(starts, dtype=np.float64) + np.asarray(ends, dtype=np.float64)) / 2
+    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    ax = fig.subplots()
+    marker = "o" if len(middle) <= 60 else None
+    for j in shown:
+        ax.plot(middle, p[:, j], marker=marker, ms=3, label=classes[j])
+    rest = [j for j in range(p.shape[1]) if j not in shown]
+    if rest:
+        ax.plot(middle, p[:, rest].sum(1), color="0.6", ls="--", lw=1, label=f"other {len(rest)} classes")
+    ax.set_xlim(min(starts), max(ends))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (s): each point is one window, drawn at its middle")
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _label(fig, title, caption)
+    return _save(fig, path)
+
+
+def mask_outline(mask) -> tuple[list, list]:
+    """The boundary of a mask ``(H, W)`` as line segments for a plot: ``(xs, ys)`` with ``None``
+    between segments, in pixel coordinates (pixel ``(r, c)`` spans ``c - 0.5 .. c + 0.5`` and
+    ``r - 0.5 .. r + 0.5``, as an image is drawn). Runs of boundary along a row or column are one
+    segment. An empty mask has no outline."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"expected a mask (H, W), got shape {m.shape}")
+    padded = np.pad(m, 1)
+    xs: list = []
+    ys: list = []
+    for axis in (0, 1):  # 0: edges between rows (horizontal lines); 1: between columns (vertical)
+        change = np.diff(padded, axis=axis)  # (H+1, W+2) or (H+2, W+1)
+        change = change[:, 1:-1] if axis == 0 else change[1:-1, :]
+        for line in range(change.shape[axis]):
+            cells = change[line] if axis == 0 else change[:, line]
+            edges = np.flatnonzero(cells)
+            if len(edges) == 0:
+                continue
+            breaks = np.flatnonzero(np.diff(edges) > 1)
+            for start, end in zip(np.r_[edges[0], edges[breaks + 1]], np.r_[edges[breaks], edges[-1]]):
+                run = [float(start) - 0.5, float(end) + 0.5]
+                at = [float(line) - 0.5] * 2
+                x, y = (run, at) if axis == 0 else (at, run)
+                xs += x + [None]
+                ys += y + [None]
+    return xs, ys
