@@ -86,3 +86,11 @@ def test_readme_quick_examples_are_command_lines_the_parser_accepts():
         argv = shlex.split(line, comments=True)[3:]
         assert build_parser().parse_args(argv).command == argv[0], line  # exits (SystemExit) on a bad option
     assert any("--timeline" in line for line in lines)
+
+
+def test_study_page_shows_the_committed_calibration():
+    import pandas as pd
+
+    from tsf.study.calibration import table_text
+    frame = pd.read_csv(ROOT / "figures" / "cpu" / "calibration.csv")
+    assert doc_block("docs/study.md", "calibration") == table_text(frame)

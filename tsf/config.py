@@ -63,7 +63,7 @@ class TimeSformerConfig:
     # "trunc_normal" draws it (std time_embed_init_std, cut at 2 std); "sinusoidal" is the fixed
     # sin/cos code of Vaswani et al. over the frames, centred and scaled to RMS time_embed_init_std,
     # so that "earlier / later" is a direction the model can read from the first step. The study
-    # uses "sinusoidal" (README, "departures").
+    # uses "sinusoidal" (docs/study.md, "Departures").
     time_embed_init: str = "zeros"
     time_embed_init_std: float = 0.3  # the scale of the two non-zero starts; unused by "zeros"
 

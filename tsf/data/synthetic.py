@@ -286,9 +286,10 @@ class MotionDesign:
 #: own centre from any angle, and a grey distractor; no scheme learned to read its directions at
 #: the cpu budget. ``coarse`` is the study's now: the object crosses the frame, turns about the
 #: frame's centre starting straight above it, grows more, and nothing else moves, so that where
-#: the object is at which time tells the direction (README, "Departures"; the calibration,
+#: the object is at which time tells the direction (docs/study.md, "Departures"; the calibration,
 #: ``tsf.study.calibration``, has the evidence). ``coarse_spin`` is ``coarse`` with the turn
-#: about the object's own centre, an alternative tried and not kept: no scheme read it.
+#: about the object's own centre, an alternative not kept: in exploratory runs on calibration seeds
+#: rotation in place stayed near chance for every scheme (``make calibrate STEPS=all`` reruns it).
 MOTION_DESIGNS: dict[str, MotionDesign] = {
     "fine": MotionDesign(travel=(0.35, 0.55), rotation=(0.5, 0.8), rotation_start=None, growth=(2.0, 2.6),
                          distractors=1),

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..bench.table import format_table
 from ..data.synthetic import MOTION_PAIRS
 from .experiments import CHANCE_MARGIN, DIVIDED_PAIR_ACC, PAIR_COLUMNS, _pct, run_rows
 from .presets import StudyPreset
@@ -150,3 +151,13 @@ def show(out: Output) -> pd.DataFrame | None:
     return pd.read_csv(path)
 
 
+
+
+def table_text(frame: pd.DataFrame) -> str:
+    """The calibration runs as the docs show them (docs/study.md): one line per run."""
+    rows = [{"step": r.step, "scheme": r.scheme, "seed": int(r.seed), "start": r.time_embed_init,
+             "top1": f"{r.val_acc:.1%}", "pair": f"{r.pair_acc:.1%}",
+             "by_pair": " ".join(f"{getattr(r, c):.2f}" for c in PAIR_COLUMNS)} for r in frame.itertuples()]
+    return format_table(rows, [("step", "step", "s"), ("scheme", "scheme", "s"), ("seed", "seed", "d"),
+                               ("start", "time embedding start", "s"), ("top1", "top-1", ">s"),
+                               ("pair", "pair", ">s"), ("by_pair", "by pair (R/L D/U grow rot appear)", "s")])

@@ -100,7 +100,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         time_embed_init_std=1.0, control_samples=128, control_epochs=1, curve_every=4, verdicts=False),
     # The committed study. 4 frames of 32 px (a 4 x 4 grid of 8-px patches): half the cost of 8
     # frames, so the motion task gets 12 epochs within the budget; the time embedding starts as
-    # the sinusoidal code (README, "departures"; figures/cpu/calibration.csv for the evidence).
+    # the sinusoidal code (docs/study.md, "Departures"; figures/cpu/calibration.csv for the evidence).
     "cpu": StudyPreset(
         "cpu", model="small", num_frames=4, motion_design="coarse", train_samples=2048, val_samples=512, epochs=6,
         motion_epochs=12, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0, seeds=(0, 1),
