@@ -30,12 +30,13 @@ from .data.synthetic import SPLITS, TASKS, make_synthetic
 from .data.video import QUALITIES, SAMPLINGS, ClipSampling, VideoError
 from .explain import METHODS
 from .reproduce import main as reproduce_main
-from .train import evaluate, fit, load_config
+from .train import NonFiniteError, evaluate, fit, load_config
 from .train.checkpoint import read_classes
 from .train.config import TRAIN_PRESETS, DataConfig
 from .train.data import held_out_dataset
 from .train.predict import class_names, predict_videos
 from .weights import load_pretrained, save_pretrained, to_hf
+from .weights.io import NoSpaceError
 from .weights.convert import summary
 
 
@@ -91,7 +92,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.output}")
     config = load_config(args.preset, args.config, overrides)
     resume: bool | str = {None: False, "latest": True}.get(args.resume, args.resume)
-    result = fit(config, resume=resume)
+    try:
+        result = fit(config, resume=resume, overwrite=args.overwrite)
+    except (NonFiniteError, NoSpaceError) as err:  # the run stopped; the message says what is on disk
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if result.interrupted:
         print(f"stopped at step {result.steps}; checkpoint {result.checkpoint}; "
               f"continue with: python -m tsf train ... --resume", file=sys.stderr)
@@ -260,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a dotted key, e.g. --set model.attention=joint --set optim.lr=3e-4")
     train.add_argument("--output", help="run folder (same as --set output_dir=...)")
     train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
-                       help="continue from the newest checkpoint of the run folder, or from CHECKPOINT")
+                       help="continue from the newest checkpoint of the run folder that verifies, or from CHECKPOINT")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a run folder that holds another run, deleting that run's files")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="accuracy of a checkpoint: clip and video level (3 crops x k clips)")
