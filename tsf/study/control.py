@@ -63,7 +63,8 @@ def order_control(study: StudyPreset, out: Output, schemes: tuple[str, ...] = AT
                            num_classes=2)
             cfg = TrainConfig(model=model, optim=OptimConfig(epochs=epochs, batch_size=32, warmup_epochs=0.5),
                               seed=seed, progress=False, eval_every=0, output_dir=str(out.folder / ".control-run"))
-            result = fit(cfg, train_dataset=RampClips(samples, seed=100 + seed), val_dataset=RampClips(256, seed=999))
+            result = fit(cfg, train_dataset=RampClips(samples, seed=100 + seed), val_dataset=RampClips(256, seed=999),
+                         overwrite=True)  # one scratch folder, reused by every run
             rows.append({"scheme": scheme, "time_embed": pos == "space_time", "seed": seed,
                          "val_acc": result.final["val_acc"], "chance": 0.5})
     shutil.rmtree(out.folder / ".control-run", ignore_errors=True)
