@@ -55,14 +55,14 @@ def test_kinetics_annotations_space_comma_names_header_comments(tmp_path):
     assert classes == ["cat", "dog"]
     assert samples == [("/data/cat/c0.mp4", 0), ("/data/my videos/d 0.mp4", 1)]
     ints = write(tmp_path / "b.txt", "x.mp4 2\ny.mp4\t0\n")
-    samples, classes = read_kinetics_annotations(ints)
+    samples, classes = read_kinetics_annotations(ints, num_classes=3)  # class 1 has no sample: say so
     assert [s[1] for s in samples] == [2, 0] and classes == ["0", "1", "2"]
     assert samples[0][0] == str(tmp_path / "x.mp4")  # relative to the file's folder by default
 
 
 @pytest.mark.parametrize("text, match", [
     ("a.mp4 0\nlonely\n", r"b\.txt line 2: expected 'path label'"),
-    ("a.mp4 0\nb.mp4 -1\n", r"b\.txt line 2: label -1 outside"),
+    ("a.mp4 0\nb.mp4 -1\n", r"b\.txt line 2: label -1 is not among 0 \.\.\. 1"),
     ("", r"b\.txt: no samples"),
     ("a.mp4 cat\nb.mp4 cow\n", r"b\.txt line 2: unknown class 'cow'"),
     ("label,youtube_id,time_start,time_end,split\n", r"b\.txt line 1: expected 'path,label' \(2 fields\), got 5"),
@@ -71,6 +71,77 @@ def test_kinetics_annotation_errors_name_file_and_line(tmp_path, text, match):
     ann = write(tmp_path / "b.txt", text)
     with pytest.raises(AnnotationError, match=match):
         read_kinetics_annotations(ann, classes=["cat", "dog"] if "cat" in text else None)
+
+
+def test_integer_labels_must_be_dense_unless_a_class_count_or_names_say_otherwise(tmp_path):
+    lines = [f"v{i}.mp4 {i}" for i in range(20)]
+    for huge in (1_000_000, 100_000_000_000):  # one typo must not size the model (nor allocate its classes)
+        ann = write(tmp_path / "train.txt", "\n".join(lines + [f"v20.mp4 {huge}"]) + "\n")
+        with pytest.raises(AnnotationError) as err:
+            read_kinetics_annotations(ann)
+        assert str(err.value).splitlines() == [
+            f"{ann} line 21: label {huge} is not among 0 ... 20",
+            "integer labels must be dense from 0: 21 distinct labels are 0 ... 20, but no sample has 20; give the "
+            "class names (a labels file) or the class count if some classes really have no samples"]
+    with pytest.raises(AnnotationError, match=rf"{ann} line 21: label 100000000000 outside \[0, 1001\)"):
+        read_kinetics_annotations(ann, num_classes=1001)
+    assert read_kinetics_annotations(write(tmp_path / "ok.txt", "a.mp4 1\nb.mp4 0\nc.mp4 1\n"))[1] == ["0", "1"]
+
+
+def test_a_class_name_among_integer_labels_is_an_error_not_a_reordering(tmp_path):
+    lines = [f"v{i}.mp4 {i % 12}" for i in range(24)]
+    lines[7] = "v7.mp4 seven"
+    ann = write(tmp_path / "train.txt", "\n".join(lines) + "\n")
+    with pytest.raises(AnnotationError) as err:
+        read_kinetics_annotations(ann)
+    assert str(err.value).splitlines() == [
+        f"{ann} line 8: class name 'seven' among integer labels (line 1: 0)",
+        "a list's labels are all class indices or all class names, not a mix"]
+    names = write(tmp_path / "names.txt", "a.mp4 cat\nb.mp4 dog\nc.mp4 3\n")
+    with pytest.raises(AnnotationError, match=rf"{names} line 3: class name '3'|{names} line 3: integer label 3"):
+        read_kinetics_annotations(names)
+
+
+def test_every_bad_line_is_reported_at_once(tmp_path):
+    ann = write(tmp_path / "a.txt", "a.mp4 cat\nb.mp4 cow\nno_label\nc.mp4 dog\nd.mp4 emu\n")
+    with pytest.raises(AnnotationError) as err:
+        read_kinetics_annotations(ann, classes=["cat", "dog"], classes_from="names.txt")
+    assert str(err.value).splitlines() == [f"{ann} line 3: expected 'path label' (space or comma separated), "
+                                           "got 'no_label'"]
+    write(ann, "a.mp4 cat\nb.mp4 cow\nc.mp4 dog\nd.mp4 emu\n")
+    with pytest.raises(AnnotationError) as err:
+        read_kinetics_annotations(ann, classes=["cat", "dog"], classes_from="names.txt")
+    assert str(err.value).splitlines() == [f"{ann} line 2: unknown class 'cow' (the classes of names.txt)",
+                                           f"{ann} line 4: unknown class 'emu' (the classes of names.txt)"]
+
+
+def test_held_out_splits_are_mapped_through_the_training_classes(tmp_path):
+    from tsf.train import TrainConfig, apply_overrides, train_preset
+    from tsf.train.data import build_datasets
+
+    train = write(tmp_path / "train.txt", "".join(f"t{i}.mp4 {name}\n" for i, name in enumerate("abcd" * 2)))
+    val = write(tmp_path / "val.txt", "v0.mp4 b\nv1.mp4 d\n")  # no 'a', no 'c': sorted alone, 'd' would be 1
+
+    def config(val_list) -> TrainConfig:
+        return apply_overrides(train_preset("smoke"), {"data.kind": "kinetics", "data.train_annotations": str(train),
+                                                       "data.val_annotations": str(val_list)})
+
+    train_set, val_set = build_datasets(config(val))
+    assert val_set.classes == train_set.classes == ["a", "b", "c", "d"]
+    assert [label for _, label in val_set.samples] == [1, 3]
+    other = write(tmp_path / "other.txt", "v0.mp4 b\nv1.mp4 e\n")  # as many classes, another set
+    with pytest.raises(AnnotationError, match=rf"{other} line 2: unknown class 'e' \(the classes of the training "
+                                              rf"split {train}\)"):
+        build_datasets(config(other))
+    for split, names in (("train", "abc"), ("val", "bd")):  # a folder per class: the same rule
+        for name in names:
+            (tmp_path / "folders" / split / name).mkdir(parents=True)
+            (tmp_path / "folders" / split / name / "x.mp4").write_bytes(b"")
+    _, classes = scan_class_folders(tmp_path / "folders" / "train")
+    with pytest.raises(AnnotationError, match=r"val/d: unknown class 'd' \(the classes of train\)"):
+        scan_class_folders(tmp_path / "folders" / "val", classes=classes, classes_from="train")
+    samples, _ = scan_class_folders(tmp_path / "folders" / "val", classes=["a", "b", "c", "d"])
+    assert [label for _, label in samples] == [1, 3]
 
 
 def test_ssv2_annotations_and_labels(tmp_path):

@@ -155,7 +155,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
     paths = dataset_paths(args.annotations, args.root, format=args.format, labels=args.labels,
-                          extension=args.extension)
+                          extension=args.extension, train=args.train, num_classes=args.num_classes)
     sampling = None
     if args.frames is not None:
         sampling = ClipSampling(num_frames=args.frames, sampling=args.sampling, sampling_rate=args.sampling_rate,
@@ -318,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--labels", default=None,
                        help="SSv2 labels JSON, or a Kinetics list's class names (optional for checking)")
     check.add_argument("--extension", default=".webm", help="SSv2 video extension (default .webm)")
+    check.add_argument("--train", default=None,
+                       help="the training list: this list's labels must be among its classes (for a held-out split)")
+    check.add_argument("--num-classes", type=int, default=None,
+                       help="integer labels lie in [0, N) (else they must be dense from 0)")
     check.add_argument("--frames", type=int, default=None, help="clip length: also report videos too short for it")
     check.add_argument("--sampling", default="dense", choices=SAMPLINGS)
     check.add_argument("--sampling-rate", type=int, default=32)

@@ -169,8 +169,18 @@ def check_files(paths: Sequence[PathLike], *, sampling: ClipSampling | None = No
 
 
 def dataset_paths(annotations: PathLike, root: PathLike | None = None, *, format: str = "auto",
-                  labels: PathLike | None = None, extension: str = ".webm") -> list[str]:
+                  labels: PathLike | None = None, extension: str = ".webm", train: PathLike | None = None,
+                  num_classes: int | None = None) -> list[str]:
     """The video paths an annotation file (or a folder per class) lists, in order (any format of
-    :data:`tsf.data.datasets.DATASET_FORMATS`)."""
-    samples, _ = read_dataset(annotations, format, root, labels, extension)
+    :data:`tsf.data.datasets.DATASET_FORMATS`), once its labels are checked: against the
+    classes of the training list ``train`` if given, else ``num_classes`` integer classes, else
+    the labels file or the list's own labels (an :class:`~tsf.data.datasets.AnnotationError`
+    lists every bad label with its line)."""
+    classes, origin = None, ""
+    if train is not None:
+        _, classes = read_dataset(train, format, root, labels, extension)
+        origin = f"the training list {train}"
+    elif num_classes is not None:
+        classes, origin = [str(k) for k in range(num_classes)], f"{num_classes} classes"
+    samples, _ = read_dataset(annotations, format, root, labels, extension, classes=classes, classes_from=origin)
     return [path for path, _ in samples]
