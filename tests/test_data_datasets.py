@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import warnings
 
 import pytest
@@ -17,6 +18,7 @@ from tsf.data import (
     FolderDataset,
     KineticsDataset,
     SSv2Dataset,
+    VideoDataset,
     VideoError,
     read_clip,
     read_kinetics_annotations,
@@ -25,6 +27,7 @@ from tsf.data import (
     scan_class_folders,
 )
 
+from .helpers import flaky_decoder
 from .videogen import coded_video, corrupt_files, read_codes
 
 SMALL = dict(sampling=ClipSampling(num_frames=4, sampling_rate=4), crop_size=32, scale=(40, 48))
@@ -307,3 +310,48 @@ def test_bad_arguments(tree, tmp_path):
         kinetics(tree, tmp_path, ["cat/c0.mp4 0"], on_error="ignore")
     with pytest.raises(ValueError, match="mode must be one of"):
         kinetics(tree, tmp_path, ["cat/c0.mp4 0"], mode="eval")
+
+
+def test_isolated_decoding_gives_the_same_clips_and_randomness(tree, tmp_path):
+    lines = ["cat/c0.mp4 0", "dog/d0.mp4 1", "short.mp4 0"]
+    for mode in ("train", "test"):  # a random clip (the generator crosses to the child and back), every view
+        isolated, inline = kinetics(tree, tmp_path, lines, mode=mode), kinetics(tree, tmp_path, lines, mode=mode,
+                                                                               isolate=False)
+        for i in range(3):
+            a, b = isolated[i], inline[i]
+            assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+        assert isolated.padded == inline.padded == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_decoder_crash_or_hang_is_bad_input_under_either_policy(workers):
+    sig = int(signal.SIGSEGV)
+    names = ["v0", "crash", "v2", "hang", "v4", "v5"]
+    samples = [(f"/videos/{name}.mp4", i % 2) for i, name in enumerate(names)]
+    common = dict(sampling=ClipSampling(num_frames=4), crop_size=16, scale=(16, 20), decoder=flaky_decoder, timeout=1)
+    skipping = VideoDataset(samples, ["a", "b"], on_error="skip", **common)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BadVideoWarning)
+        batches = list(DataLoader(skipping, batch_size=2, num_workers=workers))
+    assert sum(len(b[1]) for b in batches) == 6  # every index answered, bad ones by their substitutes
+    assert skipping.bad_indices == [1, 3] and skipping.skipped >= 2
+    if workers == 0:  # (a worker's warnings go to its stderr)
+        assert [str(w.message) for w in caught] == [f"skipping /videos/crash.mp4: decoder crashed (signal {sig})",
+                                                    "skipping /videos/hang.mp4: decoder hung (no answer in 1 s)"]
+    raising = VideoDataset(samples, ["a", "b"], on_error="raise", **common)
+    with pytest.raises(VideoError) as err:
+        list(DataLoader(raising, batch_size=2, num_workers=workers))
+    assert (err.value.path, err.value.reason) == ("/videos/crash.mp4", f"decoder crashed (signal {sig})")
+    assert str(err.value) == f"/videos/crash.mp4: decoder crashed (signal {sig})"
+
+
+def test_a_training_config_sets_the_decoder_timeout(tmp_path):
+    from tsf.train import apply_overrides, train_preset
+    from tsf.train.data import build_datasets
+
+    listing = write(tmp_path / "train.txt", "a.mp4 0\nb.mp4 1\n")
+    config = apply_overrides(train_preset("smoke"), {"data.kind": "kinetics", "data.train_annotations": str(listing),
+                                                     "data.val_annotations": str(listing), "data.decode_timeout": 7})
+    assert [d.decode.worker.timeout for d in build_datasets(config)] == [7.0, 7.0]
+    with pytest.raises(ValueError, match="data.decode_timeout must be positive"):
+        apply_overrides(config, {"data.decode_timeout": 0})

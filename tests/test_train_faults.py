@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -305,3 +306,45 @@ def test_a_kill_while_the_log_is_rewritten_on_resume_loses_no_history(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 9, proc.stderr
     assert metrics.read_text().startswith(history)  # the old file, whole, until the new one replaces it
+
+
+# -- decoder crashes while training -------------------------------------------------------------
+
+DECODER_RUN = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {root!r})
+    from tests.helpers import flaky_decoder
+    from tsf.data import ClipSampling, VideoDataset, VideoError
+    from tsf.train import apply_overrides, fit, train_preset
+    policy = sys.argv[1]
+    names = ["crash" if i == 5 else "hang" if i == 9 and policy == "skip" else f"v{{i}}" for i in range(32)]
+    dataset = VideoDataset([(f"/videos/{{n}}.mp4", i % 2) for i, n in enumerate(names)], ["a", "b"],
+                           sampling=ClipSampling(num_frames=4), crop_size=16, scale=(16, 20), on_error=policy,
+                           decoder=flaky_decoder, timeout=2)
+    cfg = apply_overrides(train_preset("smoke"), {{"output_dir": {out!r}, "progress": False, "data.num_workers": 2,
+                                                   "optim.batch_size": 8}})
+    try:
+        result = fit(cfg, train_dataset=dataset, val_dataset=None)
+    except VideoError as err:
+        print(json.dumps({{"path": err.path, "reason": err.reason}}))
+        sys.exit(2)
+    print(json.dumps({{"steps": result.steps, "bad": dataset.bad_indices}}))
+""")
+
+
+@pytest.mark.slow  # subprocesses whose decoder segfaults and hangs inside DataLoader workers
+@pytest.mark.parametrize("policy", ["skip", "raise"])
+def test_a_decoder_crash_or_hang_in_a_dataloader_worker(tmp_path, policy):
+    script = DECODER_RUN.format(root=str(ROOT), out=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", script, policy], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    sig = int(signal.SIGSEGV)
+    if policy == "skip":  # counted and skipped like any bad file; the run goes on
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.splitlines()[-1]) == {"steps": 8, "bad": [5, 9]}
+        assert f"skipping /videos/crash.mp4: decoder crashed (signal {sig})" in proc.stderr
+        assert "skipping /videos/hang.mp4: decoder hung (no answer in 2 s)" in proc.stderr
+    else:  # the run stops with an error naming the file
+        assert proc.returncode == 2, proc.stderr
+        assert json.loads(proc.stdout.splitlines()[-1]) == {"path": "/videos/crash.mp4",
+                                                             "reason": f"decoder crashed (signal {sig})"}

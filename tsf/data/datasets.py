@@ -37,9 +37,13 @@ A missing, unreadable, empty, truncated or corrupt file is handled by ``on_error
 A video shorter than the clip is padded by repeating its last frame and counted in
 ``padded`` (``on_short="pad"``, the authors' behaviour), or treated as bad input
 (``on_short="error"``). The counters live in shared memory, so they also count what
-DataLoader worker processes saw. Some corrupt files can crash or hang decord itself; run
-``python -m tsf check-data`` on a new dataset first: it probes every file in a separate
-process.
+DataLoader worker processes saw, and an index found bad by one process is skipped by all.
+
+Some corrupt files crash or hang decord itself. A dataset decodes in a child process
+(:class:`~tsf.data.video.IsolatedDecoder`, ``isolate=True``, the default), so such a file
+is bad input like any other: "decoder crashed (signal 11)", or "decoder hung" after
+``timeout`` seconds, under either policy. ``python -m tsf check-data`` still finds them all
+before a long run.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .transforms import EvalTransform, TrainTransform
-from .video import ClipSampling, LoadedClips, PathLike, VideoError, load_clips
+from .video import ClipSampling, IsolatedDecoder, LoadedClips, PathLike, VideoError, load_clips
 
 DATASET_MODES: tuple[str, ...] = ("train", "val", "test")
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
@@ -127,7 +131,8 @@ class VideoDataset(Dataset):
                  mode: str = "train", sampling: ClipSampling | None = None, crop_size: int = 224,
                  scale: tuple[int, int] = (256, 320), flip: bool = True, num_crops: int = 3,
                  decode_size: int | None = None, on_error: str = "raise", on_short: str = "pad",
-                 seed: int = 0, num_threads: int = 1) -> None:
+                 seed: int = 0, num_threads: int = 1, isolate: bool = True, timeout: float = 60.0,
+                 decoder: Callable[..., LoadedClips] = load_clips) -> None:
         for name, value, choices in (("mode", mode, DATASET_MODES), ("on_error", on_error, ON_ERROR),
                                      ("on_short", on_short, ON_SHORT)):
             if value not in choices:
@@ -144,6 +149,8 @@ class VideoDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.num_threads = num_threads
+        # decoding: in a child process that a decoder crash or hang cannot take down, unless isolate=False
+        self.decode: Callable[..., LoadedClips] = IsolatedDecoder(decoder, timeout) if isolate else decoder
         self.log = BadInputLog(len(self.samples))
         self._reasons: dict[int, str] = {}  # why an index was bad, in this process
 
@@ -197,8 +204,8 @@ class VideoDataset(Dataset):
             sampling, mode = dataclasses.replace(self.sampling, num_clips=1), "test"
         else:
             sampling, mode = self.sampling, "test"
-        clips = load_clips(path, sampling, mode=mode, size=self.decode_size, generator=generator,
-                           num_threads=self.num_threads)
+        clips = self.decode(path, sampling, mode=mode, size=self.decode_size, generator=generator,
+                            num_threads=self.num_threads)
         if clips.padded:
             if self.on_short == "error":
                 raise VideoError(path, f"shorter than the clip ({clips.num_video_frames} frames, the clip needs "
@@ -225,7 +232,7 @@ class VideoDataset(Dataset):
             return self._get(index)
         for step in range(len(self)):
             j = (index + step) % len(self)
-            if j in self._reasons:  # known bad in this process
+            if j in self._reasons or self.log.is_bad(j):  # known bad, in this process or another
                 self.log.add_skip(j)
                 continue
             try:

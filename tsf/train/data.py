@@ -39,7 +39,7 @@ def video_dataset(data: DataConfig, model: TimeSformerConfig, split: str, mode: 
     samples, classes = read_dataset(source, data.kind, data.root or None, data.labels or None, classes=classes,
                                     classes_from=classes_from)
     return VideoDataset(samples, classes, mode=mode, sampling=sampling, crop_size=crop, flip=data.flip,
-                        on_error=data.on_error, seed=seed,
+                        on_error=data.on_error, seed=seed, timeout=data.decode_timeout,
                         scale=(round(crop * 256 / 224), round(crop * 320 / 224)))  # the authors' jitter, at any crop
 
 

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 # Fields that change what a run computes; a checkpoint saved under other values of these
 # cannot continue this run. (Output folder, logging, workers and the like may change.)
 _TRAJECTORY = ("model", "data", "optim", "seed", "precision", "init")
-_NOT_TRAJECTORY_DATA = ("num_workers", "on_error", "root")
+_NOT_TRAJECTORY_DATA = ("num_workers", "on_error", "root", "decode_timeout")
 
 
 class NonFiniteError(RuntimeError):
