@@ -128,12 +128,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = load_pretrained(args.checkpoint)
     names = class_names(args.checkpoint, args.labels, model.config.num_classes)
     results = predict_videos(model, args.videos, classes=names, topk=args.topk, num_clips=args.clips,
-                             num_crops=args.crops, sampling=args.sampling, sampling_rate=args.sampling_rate)
+                             num_crops=args.crops, sampling=args.sampling, sampling_rate=args.sampling_rate,
+                             on_error="report")
     for r in results:
+        if r.error:
+            print(f"error: {r.path}: {r.error}", file=sys.stderr)
+            continue
         print(f"{r.path}  ({r.views} views)")
         for rank, (name, p) in enumerate(r.top, 1):
             print(f"  {rank}. {name:<40s} {p:6.1%}")
-    return 0
+    bad = sum(1 for r in results if r.error)
+    if bad:
+        print(f"{bad} of {len(results)} videos could not be used", file=sys.stderr)
+    return 0 if not bad else 2 if bad == len(results) else 1  # 1: some predicted, 2: none (bad input)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -285,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", help="JSON report (default: CHECKPOINT/eval.json)")
     ev.set_defaults(func=_cmd_eval)
 
-    pr = sub.add_parser("predict", help="top-5 classes of video files")
+    pr = sub.add_parser("predict", help="top-5 classes of video files",
+                        description="Top-k classes of each video. A file that cannot be used is named on stderr and "
+                                    "the others are still predicted; exit code 1 if some could not be used, 2 if none.")
     pr.add_argument("checkpoint")
     pr.add_argument("videos", nargs="+")
     pr.add_argument("--labels", help="class names: a JSON list/object or one name per line (default: the checkpoint's)")
