@@ -33,8 +33,8 @@ A floating-point ``(B, C, T, H, W)`` video of normalised pixels; another float d
 (float64, float16) is cast to the model's. A video that holds NaN or inf values gives
 logits that are not finite: the forward pass warns (:class:`NonFiniteInputWarning`, which
 counts them) at the cost of one reduction over the input and a host sync (skipped inside
-``torch.compile``). Training then stops on the non-finite loss with a checkpoint of the
-last finite state (``tsf.train``), on every process alike.
+``torch.compile`` and on meta tensors). Training then stops on the non-finite loss with a
+checkpoint of the last finite state (``tsf.train``), on every process alike.
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ class TimeSformer(nn.Module):
             raise ValueError(f"frame size {H} x {W} is not divisible by the patch size {P}")
         if min(B, T, H, W) == 0:
             raise ValueError(f"empty video batch of shape {tuple(video.shape)}")
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(video).all()):
+        if not (video.is_meta or torch.compiler.is_compiling()) and not bool(torch.isfinite(video).all()):
             nan, inf = int(video.isnan().sum()), int(video.isinf().sum())
             warnings.warn(f"the input video holds {nan} NaN and {inf} inf values (of {video.numel()}): the logits "
                           "will not be finite; check the decoding and the normalisation", NonFiniteInputWarning,
