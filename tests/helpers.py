@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 import tsf
+from tsf.data.video import LoadedClips
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -60,3 +63,15 @@ def wait_for(ready: Callable[[], bool], proc: subprocess.Popen, timeout: float, 
             _, err = proc.communicate(timeout=30)
             pytest.fail(f"waited for {what}: {why}\n{err or ''}")
         time.sleep(0.1)
+
+
+def flaky_decoder(path, sampling, *, mode="train", clip_indices=None, size=None, generator=None, num_threads=1):
+    """A stand-in for ``tsf.data.load_clips`` that segfaults on files named ``crash*`` and hangs on
+    ``hang*``; any other path gets noise frames ``(1, T, 24, 32, 3)`` drawn from ``generator``."""
+    name = os.path.basename(str(path))
+    if name.startswith("crash"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if name.startswith("hang"):
+        time.sleep(3600)
+    frames = torch.randint(0, 256, (1, sampling.num_frames, 24, 32, 3), generator=generator, dtype=torch.uint8)
+    return LoadedClips(frames, 30, 30.0, 0)

@@ -1,4 +1,4 @@
-"""python -m tsf info."""
+"""python -m tsf info, and predict over good and bad files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import tsf
 from tsf.__main__ import main
+
+from .helpers import tiny
+from .videogen import coded_video
 
 
 def test_info_table_all(capsys):
@@ -38,3 +42,18 @@ def test_bad_scheme_is_one_clear_line():
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown attention scheme 'cubic'")
     assert "Traceback" not in proc.stderr
+
+
+def test_predict_prints_the_good_files_and_names_the_bad_one(tmp_path, capsys):
+    model = tsf.TimeSformer(tiny("divided", num_classes=3))
+    checkpoint = tsf.save_pretrained(model, tmp_path / "model")
+    good = [coded_video(tmp_path / f"v{i}.mp4", 40, 30.0, 32, 32) for i in range(2)]
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    videos = [str(good[0]), str(bad), str(good[1])]
+    assert main(["predict", str(checkpoint), *videos, "--topk", "2"]) == 1
+    out, err = capsys.readouterr()
+    heads = [line for line in out.splitlines() if not line.startswith("  ")]
+    assert heads == [f"{good[0]}  (3 views)", f"{good[1]}  (3 views)"] and len(out.splitlines()) == 6
+    assert err.splitlines()[0].startswith(f"error: {bad}: ") and "1 of 3 videos could not be used" in err
+    assert main(["predict", str(checkpoint), str(bad)]) == 2  # none usable: bad input, as before

@@ -72,6 +72,26 @@ def test_cli_malformed_annotations_is_one_clear_line(dataset, capsys):
     assert f"error: {dataset / 'broken.txt'} line 2: expected 'path label'" in capsys.readouterr().err
 
 
+def test_cli_reports_bad_labels_with_file_and_line(dataset, capsys):
+    typo = dataset / "typo.txt"
+    typo.write_text("ok/a.mp4 0\nok/b.mp4 1\nshort.mp4 1000000\n")
+    assert main(["check-data", str(typo), "--no-isolate"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {typo} line 3: label 1000000 is not among 0 ... 2\n"
+                                              "integer labels must be dense from 0")
+    assert main(["check-data", str(typo), "--no-isolate", "--num-classes", "1000001"]) == 0
+    capsys.readouterr()
+    mixed = dataset / "mixed.txt"
+    mixed.write_text("ok/a.mp4 0\nok/b.mp4 one\nshort.mp4 1\n")
+    assert main(["check-data", str(mixed), "--no-isolate"]) == 2
+    assert f"error: {mixed} line 2: class name 'one' among integer labels" in capsys.readouterr().err
+    train, val = dataset / "names_train.txt", dataset / "names_val.txt"
+    train.write_text("ok/a.mp4 cat\nok/b.mp4 dog\n")
+    val.write_text("ok/a.mp4 dog\nok/b.mp4 emu\n")
+    assert main(["check-data", str(val), "--no-isolate", "--train", str(train)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {val} line 2: unknown class 'emu' (the classes of the "
+                                               f"training list {train})")
+
+
 def flaky_probe(path: str, sampling, full: bool):
     """A decoder that segfaults or hangs on some files (runs in the isolated worker)."""
     if "segfault" in path:

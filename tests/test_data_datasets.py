@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import warnings
 
 import pytest
@@ -17,6 +18,7 @@ from tsf.data import (
     FolderDataset,
     KineticsDataset,
     SSv2Dataset,
+    VideoDataset,
     VideoError,
     read_clip,
     read_kinetics_annotations,
@@ -25,6 +27,7 @@ from tsf.data import (
     scan_class_folders,
 )
 
+from .helpers import flaky_decoder
 from .videogen import coded_video, corrupt_files, read_codes
 
 SMALL = dict(sampling=ClipSampling(num_frames=4, sampling_rate=4), crop_size=32, scale=(40, 48))
@@ -55,14 +58,14 @@ def test_kinetics_annotations_space_comma_names_header_comments(tmp_path):
     assert classes == ["cat", "dog"]
     assert samples == [("/data/cat/c0.mp4", 0), ("/data/my videos/d 0.mp4", 1)]
     ints = write(tmp_path / "b.txt", "x.mp4 2\ny.mp4\t0\n")
-    samples, classes = read_kinetics_annotations(ints)
+    samples, classes = read_kinetics_annotations(ints, num_classes=3)  # class 1 has no sample: say so
     assert [s[1] for s in samples] == [2, 0] and classes == ["0", "1", "2"]
     assert samples[0][0] == str(tmp_path / "x.mp4")  # relative to the file's folder by default
 
 
 @pytest.mark.parametrize("text, match", [
     ("a.mp4 0\nlonely\n", r"b\.txt line 2: expected 'path label'"),
-    ("a.mp4 0\nb.mp4 -1\n", r"b\.txt line 2: label -1 outside"),
+    ("a.mp4 0\nb.mp4 -1\n", r"b\.txt line 2: label -1 is not among 0 \.\.\. 1"),
     ("", r"b\.txt: no samples"),
     ("a.mp4 cat\nb.mp4 cow\n", r"b\.txt line 2: unknown class 'cow'"),
     ("label,youtube_id,time_start,time_end,split\n", r"b\.txt line 1: expected 'path,label' \(2 fields\), got 5"),
@@ -71,6 +74,77 @@ def test_kinetics_annotation_errors_name_file_and_line(tmp_path, text, match):
     ann = write(tmp_path / "b.txt", text)
     with pytest.raises(AnnotationError, match=match):
         read_kinetics_annotations(ann, classes=["cat", "dog"] if "cat" in text else None)
+
+
+def test_integer_labels_must_be_dense_unless_a_class_count_or_names_say_otherwise(tmp_path):
+    lines = [f"v{i}.mp4 {i}" for i in range(20)]
+    for huge in (1_000_000, 100_000_000_000):  # one typo must not size the model (nor allocate its classes)
+        ann = write(tmp_path / "train.txt", "\n".join(lines + [f"v20.mp4 {huge}"]) + "\n")
+        with pytest.raises(AnnotationError) as err:
+            read_kinetics_annotations(ann)
+        assert str(err.value).splitlines() == [
+            f"{ann} line 21: label {huge} is not among 0 ... 20",
+            "integer labels must be dense from 0: 21 distinct labels are 0 ... 20, but no sample has 20; give the "
+            "class names (a labels file) or the class count if some classes really have no samples"]
+    with pytest.raises(AnnotationError, match=rf"{ann} line 21: label 100000000000 outside \[0, 1001\)"):
+        read_kinetics_annotations(ann, num_classes=1001)
+    assert read_kinetics_annotations(write(tmp_path / "ok.txt", "a.mp4 1\nb.mp4 0\nc.mp4 1\n"))[1] == ["0", "1"]
+
+
+def test_a_class_name_among_integer_labels_is_an_error_not_a_reordering(tmp_path):
+    lines = [f"v{i}.mp4 {i % 12}" for i in range(24)]
+    lines[7] = "v7.mp4 seven"
+    ann = write(tmp_path / "train.txt", "\n".join(lines) + "\n")
+    with pytest.raises(AnnotationError) as err:
+        read_kinetics_annotations(ann)
+    assert str(err.value).splitlines() == [
+        f"{ann} line 8: class name 'seven' among integer labels (line 1: 0)",
+        "a list's labels are all class indices or all class names, not a mix"]
+    names = write(tmp_path / "names.txt", "a.mp4 cat\nb.mp4 dog\nc.mp4 3\n")
+    with pytest.raises(AnnotationError, match=rf"{names} line 3: class name '3'|{names} line 3: integer label 3"):
+        read_kinetics_annotations(names)
+
+
+def test_every_bad_line_is_reported_at_once(tmp_path):
+    ann = write(tmp_path / "a.txt", "a.mp4 cat\nb.mp4 cow\nno_label\nc.mp4 dog\nd.mp4 emu\n")
+    with pytest.raises(AnnotationError) as err:
+        read_kinetics_annotations(ann, classes=["cat", "dog"], classes_from="names.txt")
+    assert str(err.value).splitlines() == [f"{ann} line 3: expected 'path label' (space or comma separated), "
+                                           "got 'no_label'"]
+    write(ann, "a.mp4 cat\nb.mp4 cow\nc.mp4 dog\nd.mp4 emu\n")
+    with pytest.raises(AnnotationError) as err:
+        read_kinetics_annotations(ann, classes=["cat", "dog"], classes_from="names.txt")
+    assert str(err.value).splitlines() == [f"{ann} line 2: unknown class 'cow' (the classes of names.txt)",
+                                           f"{ann} line 4: unknown class 'emu' (the classes of names.txt)"]
+
+
+def test_held_out_splits_are_mapped_through_the_training_classes(tmp_path):
+    from tsf.train import TrainConfig, apply_overrides, train_preset
+    from tsf.train.data import build_datasets
+
+    train = write(tmp_path / "train.txt", "".join(f"t{i}.mp4 {name}\n" for i, name in enumerate("abcd" * 2)))
+    val = write(tmp_path / "val.txt", "v0.mp4 b\nv1.mp4 d\n")  # no 'a', no 'c': sorted alone, 'd' would be 1
+
+    def config(val_list) -> TrainConfig:
+        return apply_overrides(train_preset("smoke"), {"data.kind": "kinetics", "data.train_annotations": str(train),
+                                                       "data.val_annotations": str(val_list)})
+
+    train_set, val_set = build_datasets(config(val))
+    assert val_set.classes == train_set.classes == ["a", "b", "c", "d"]
+    assert [label for _, label in val_set.samples] == [1, 3]
+    other = write(tmp_path / "other.txt", "v0.mp4 b\nv1.mp4 e\n")  # as many classes, another set
+    with pytest.raises(AnnotationError, match=rf"{other} line 2: unknown class 'e' \(the classes of the training "
+                                              rf"split {train}\)"):
+        build_datasets(config(other))
+    for split, names in (("train", "abc"), ("val", "bd")):  # a folder per class: the same rule
+        for name in names:
+            (tmp_path / "folders" / split / name).mkdir(parents=True)
+            (tmp_path / "folders" / split / name / "x.mp4").write_bytes(b"")
+    _, classes = scan_class_folders(tmp_path / "folders" / "train")
+    with pytest.raises(AnnotationError, match=r"val/d: unknown class 'd' \(the classes of train\)"):
+        scan_class_folders(tmp_path / "folders" / "val", classes=classes, classes_from="train")
+    samples, _ = scan_class_folders(tmp_path / "folders" / "val", classes=["a", "b", "c", "d"])
+    assert [label for _, label in samples] == [1, 3]
 
 
 def test_ssv2_annotations_and_labels(tmp_path):
@@ -236,3 +310,48 @@ def test_bad_arguments(tree, tmp_path):
         kinetics(tree, tmp_path, ["cat/c0.mp4 0"], on_error="ignore")
     with pytest.raises(ValueError, match="mode must be one of"):
         kinetics(tree, tmp_path, ["cat/c0.mp4 0"], mode="eval")
+
+
+def test_isolated_decoding_gives_the_same_clips_and_randomness(tree, tmp_path):
+    lines = ["cat/c0.mp4 0", "dog/d0.mp4 1", "short.mp4 0"]
+    for mode in ("train", "test"):  # a random clip (the generator crosses to the child and back), every view
+        isolated, inline = kinetics(tree, tmp_path, lines, mode=mode), kinetics(tree, tmp_path, lines, mode=mode,
+                                                                               isolate=False)
+        for i in range(3):
+            a, b = isolated[i], inline[i]
+            assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+        assert isolated.padded == inline.padded == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_decoder_crash_or_hang_is_bad_input_under_either_policy(workers):
+    sig = int(signal.SIGSEGV)
+    names = ["v0", "crash", "v2", "hang", "v4", "v5"]
+    samples = [(f"/videos/{name}.mp4", i % 2) for i, name in enumerate(names)]
+    common = dict(sampling=ClipSampling(num_frames=4), crop_size=16, scale=(16, 20), decoder=flaky_decoder, timeout=1)
+    skipping = VideoDataset(samples, ["a", "b"], on_error="skip", **common)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BadVideoWarning)
+        batches = list(DataLoader(skipping, batch_size=2, num_workers=workers))
+    assert sum(len(b[1]) for b in batches) == 6  # every index answered, bad ones by their substitutes
+    assert skipping.bad_indices == [1, 3] and skipping.skipped >= 2
+    if workers == 0:  # (a worker's warnings go to its stderr)
+        assert [str(w.message) for w in caught] == [f"skipping /videos/crash.mp4: decoder crashed (signal {sig})",
+                                                    "skipping /videos/hang.mp4: decoder hung (no answer in 1 s)"]
+    raising = VideoDataset(samples, ["a", "b"], on_error="raise", **common)
+    with pytest.raises(VideoError) as err:
+        list(DataLoader(raising, batch_size=2, num_workers=workers))
+    assert (err.value.path, err.value.reason) == ("/videos/crash.mp4", f"decoder crashed (signal {sig})")
+    assert str(err.value) == f"/videos/crash.mp4: decoder crashed (signal {sig})"
+
+
+def test_a_training_config_sets_the_decoder_timeout(tmp_path):
+    from tsf.train import apply_overrides, train_preset
+    from tsf.train.data import build_datasets
+
+    listing = write(tmp_path / "train.txt", "a.mp4 0\nb.mp4 1\n")
+    config = apply_overrides(train_preset("smoke"), {"data.kind": "kinetics", "data.train_annotations": str(listing),
+                                                     "data.val_annotations": str(listing), "data.decode_timeout": 7})
+    assert [d.decode.worker.timeout for d in build_datasets(config)] == [7.0, 7.0]
+    with pytest.raises(ValueError, match="data.decode_timeout must be positive"):
+        apply_overrides(config, {"data.decode_timeout": 0})

@@ -8,7 +8,7 @@ import torch
 import tsf
 from tsf.attention import SCHEMES
 from tsf.config import ATTENTION_SCHEMES
-from tsf.model import randomise_zero_inits, resize_pos_embed, resize_time_embed
+from tsf.model import NonFiniteInputWarning, randomise_zero_inits, resize_pos_embed, resize_time_embed
 
 from .helpers import clip, tiny
 from .reference import groups_by_coordinates, reference_forward
@@ -195,6 +195,29 @@ def test_bad_inputs_are_clear_value_errors(bad, match):
     model = tsf.TimeSformer(tiny("divided"))
     with pytest.raises(ValueError, match=match):
         model(bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_other_float_inputs_are_cast_to_the_models_dtype(dtype):
+    model = tsf.TimeSformer(tiny("divided")).eval()
+    video = clip(model.config).to(dtype)
+    with torch.no_grad():
+        assert torch.equal(model(video), model(video.float()))  # not "Input type (double) and bias type (float)"
+        assert model.half()(video.float()).dtype == torch.float16  # and the other way round
+
+
+def test_a_non_finite_input_is_a_warning_that_counts_the_values(recwarn):
+    model = tsf.TimeSformer(tiny("divided")).eval()
+    video = clip(model.config)
+    with torch.no_grad():
+        model(video)
+        assert not [w for w in recwarn if issubclass(w.category, NonFiniteInputWarning)]
+        video[0, 0, 0, 0, :3] = float("nan")
+        video[1, 2, 1, 5, 7] = float("-inf")
+        with pytest.warns(NonFiniteInputWarning, match=rf"the input video holds 3 NaN and 1 inf values "
+                                                        rf"\(of {video.numel()}\): the logits will not be finite"):
+            logits = model(video)
+    assert not torch.isfinite(logits).all()
 
 
 def test_space_has_no_time_embedding_and_pos_embed_ablation():

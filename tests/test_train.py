@@ -122,16 +122,17 @@ def test_resume_refuses_another_configuration(tmp_path):
         fit(smoke(tmp_path, **{"optim.lr": 0.01}), resume=True, **data)
 
 
-def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_is_kept(tmp_path):
+def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_is_kept(tmp_path, caplog):
     data = dict(train_dataset=ColourClips(64), val_dataset=None)
     fit(smoke(tmp_path, checkpoint_every=1, stop_after_steps=3), **data)
     good, bad = list_checkpoints(tmp_path)[-2:]
     state = bad / "trainer_state.pt"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=str(state)):
-        fit(smoke(tmp_path), resume=True, **data)
+    with pytest.raises(CheckpointError, match=f"{bad}: trainer_state.pt does not match"):
+        fit(smoke(tmp_path), resume=bad, **data)  # asked for by name: a clear error
     assert good.is_dir()
-    result = fit(smoke(tmp_path), resume=good, **data)  # the previous good one resumes
+    result = fit(smoke(tmp_path), resume=True, **data)  # the newest that verifies, saying which
+    assert f"resuming from {good}, the newest checkpoint that verifies" in caplog.text
     assert result.steps == 8
 
 

@@ -9,6 +9,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -408,10 +409,16 @@ def test_truncated_text_and_empty_files_fail_naming_the_file(tmp_path):
     tsf.save_pretrained(our_model(), tmp_path / "ours")
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes((tmp_path / "ours" / "model.safetensors").read_bytes()[:300])
-    for path in (truncated, text, empty, cut):
+    for path in (truncated, cut):
         with pytest.raises(CheckpointError, match="truncated or not a checkpoint") as err:
             tsf.load_pretrained(path)
         assert str(path) in str(err.value)
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    for path in (text, empty, noise):  # not "would execute code": they are not pickles at all
+        with pytest.raises(CheckpointError) as err:
+            tsf.load_pretrained(path)
+        assert str(err.value) == f"{path}: not a checkpoint (not a pickle or zip archive)"
     with pytest.raises(FileNotFoundError):
         tsf.load_pretrained(tmp_path / "missing.pyth")
     (tmp_path / "empty_folder").mkdir()

@@ -32,13 +32,14 @@ from .data.synthetic import SPLITS, TASKS, make_synthetic
 from .data.video import QUALITIES, SAMPLINGS, ClipSampling, VideoError
 from .explain import METHODS
 from .reproduce import main as reproduce_main
-from .train import evaluate, fit, load_config
+from .train import NonFiniteError, evaluate, fit, load_config
 from .train.checkpoint import read_classes
 from .train.config import TRAIN_PRESETS, DataConfig
 from .train.data import held_out_dataset, run_config_for
 from .train.features import extract_features
 from .train.predict import centre_view, class_names, predict_timeline, predict_videos
 from .weights import load_pretrained, save_pretrained, to_hf
+from .weights.io import NoSpaceError
 from .weights.convert import summary
 
 
@@ -94,7 +95,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.output}")
     config = load_config(args.preset, args.config, overrides)
     resume: bool | str = {None: False, "latest": True}.get(args.resume, args.resume)
-    result = fit(config, resume=resume)
+    try:
+        result = fit(config, resume=resume, overwrite=args.overwrite)
+    except (NonFiniteError, NoSpaceError) as err:  # the run stopped; the message says what is on disk
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if result.interrupted:
         print(f"stopped at step {result.steps}; checkpoint {result.checkpoint}; "
               f"continue with: python -m tsf train ... --resume", file=sys.stderr)
@@ -144,12 +149,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.timeline:
         return _predict_timeline(args, model, names, rate)
     results = predict_videos(model, args.videos, classes=names, topk=args.topk, num_clips=args.clips,
-                             num_crops=args.crops, sampling=sampling, sampling_rate=rate)
+                             num_crops=args.crops, sampling=sampling, sampling_rate=rate, on_error="report")
     for r in results:
+        if r.error:
+            print(f"error: {r.path}: {r.error}", file=sys.stderr)
+            continue
         print(f"{r.path}  ({r.views} views)")
         for rank, (name, p) in enumerate(r.top, 1):
             print(f"  {rank}. {name:<40s} {p:6.1%}")
-    return 0
+    bad = sum(1 for r in results if r.error)
+    if bad:
+        print(f"{bad} of {len(results)} videos could not be used", file=sys.stderr)
+    return 0 if not bad else 2 if bad == len(results) else 1  # 1: some predicted, 2: none (bad input)
 
 
 def _predict_timeline(args: argparse.Namespace, model, names: list[str], rate: int) -> int:
@@ -244,7 +255,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
     paths = dataset_paths(args.annotations, args.root, format=args.format, labels=args.labels,
-                          extension=args.extension)
+                          extension=args.extension, train=args.train, num_classes=args.num_classes)
     sampling = None
     if args.frames is not None:
         sampling = ClipSampling(num_frames=args.frames, sampling=args.sampling, sampling_rate=args.sampling_rate,
@@ -356,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(ex, clips=False)
     ex.set_defaults(func=_cmd_explain)
 
-    pr = sub.add_parser("predict", help="top-5 classes of video files, or a timeline of a long one")
+    pr = sub.add_parser("predict", help="top-5 classes of video files, or a timeline of a long one",
+                        description="Top-k classes of each video. A file that cannot be used is named on stderr and "
+                                    "the others are still predicted; exit code 1 if some could not be used, 2 if none.")
     pr.add_argument("checkpoint")
     pr.add_argument("videos", nargs="+")
     pr.add_argument("--labels", help="class names: a JSON list/object or one name per line (default: the checkpoint's)")
@@ -389,7 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a dotted key, e.g. --set model.attention=joint --set optim.lr=3e-4")
     train.add_argument("--output", help="run folder (same as --set output_dir=...)")
     train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
-                       help="continue from the newest checkpoint of the run folder, or from CHECKPOINT")
+                       help="continue from the newest checkpoint of the run folder that verifies, or from CHECKPOINT")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a run folder that holds another run, deleting that run's files")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="accuracy of a checkpoint: clip and video level (3 crops x k clips)")
@@ -436,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--labels", default=None,
                        help="SSv2 labels JSON, or a Kinetics list's class names (optional for checking)")
     check.add_argument("--extension", default=".webm", help="SSv2 video extension (default .webm)")
+    check.add_argument("--train", default=None,
+                       help="the training list: this list's labels must be among its classes (for a held-out split)")
+    check.add_argument("--num-classes", type=int, default=None,
+                       help="integer labels lie in [0, N) (else they must be dense from 0)")
     check.add_argument("--frames", type=int, default=None, help="clip length: also report videos too short for it")
     check.add_argument("--sampling", default="dense", choices=SAMPLINGS)
     check.add_argument("--sampling-rate", type=int, default=32)

@@ -26,11 +26,21 @@ embedding (learned on the config's ``grid x grid``) is interpolated to the input
 grid and the time embedding (learned for ``num_frames``) to its frame count with
 ``config.resize_mode``; the default, ``nearest``, is what the authors' code (and Hugging
 Face's port) do at run time. The cls slot of the position embedding is never resized.
+
+Input
+-----
+A floating-point ``(B, C, T, H, W)`` video of normalised pixels; another float dtype
+(float64, float16) is cast to the model's. A video that holds NaN or inf values gives
+logits that are not finite: the forward pass warns (:class:`NonFiniteInputWarning`, which
+counts them) at the cost of one reduction over the input and a host sync (skipped inside
+``torch.compile`` and on meta tensors). Training then stops on the non-finite loss with a
+checkpoint of the last finite state (``tsf.train``), on every process alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +51,10 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import FRAME, MAIN, SCHEMES, Attention, Grid, Scheme
 from .config import TimeSformerConfig
+
+
+class NonFiniteInputWarning(UserWarning):
+    """A video given to the model holds NaN or inf values (its logits will not be finite)."""
 
 
 @dataclass(frozen=True)
@@ -288,7 +302,9 @@ class TimeSformer(nn.Module):
 
     # -- forward -----------------------------------------------------------------------
 
-    def _check_input(self, video: Tensor) -> None:
+    def _check_input(self, video: Tensor) -> Tensor:
+        """``video`` checked (clear errors for the wrong shape or dtype; a warning for NaN or inf)
+        and cast to the model's floating-point dtype."""
         cfg = self.config
         if not isinstance(video, Tensor):
             raise TypeError(f"expected a torch.Tensor (B, C, T, H, W), got {type(video).__name__}")
@@ -308,10 +324,17 @@ class TimeSformer(nn.Module):
             raise ValueError(f"frame size {H} x {W} is not divisible by the patch size {P}")
         if min(B, T, H, W) == 0:
             raise ValueError(f"empty video batch of shape {tuple(video.shape)}")
+        if not (video.is_meta or torch.compiler.is_compiling()) and not bool(torch.isfinite(video).all()):
+            nan, inf = int(video.isnan().sum()), int(video.isinf().sum())
+            warnings.warn(f"the input video holds {nan} NaN and {inf} inf values (of {video.numel()}): the logits "
+                          "will not be finite; check the decoding and the normalisation", NonFiniteInputWarning,
+                          stacklevel=4)
+        dtype = self.patch_embed.proj.weight.dtype
+        return video if video.dtype == dtype else video.to(dtype)  # float64 / float16 pixels: the model's dtype
 
     def embed(self, video: Tensor) -> tuple[Tensor, Grid]:
         """Patch, position and time embeddings: ``(B, C, T, H, W)`` -> tokens ``(B, 1 + H'W'T, D)``."""
-        self._check_input(video)
+        video = self._check_input(video)
         patches, grid = self.patch_embed(video)  # (B, HWT, D)
         T, H, W = grid
         B, _, D = patches.shape

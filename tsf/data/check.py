@@ -6,21 +6,21 @@ and index), and decode its first, middle and last frames (every frame with
 reported as ``short`` (it would be padded by repeating its last frame).
 
 decord can crash (segfault) or hang on some corrupt files, which would take the whole
-scan with it. By default the probing runs in a separate worker process: a crash is
-reported as ``decoder crashed (signal N)``, a file that takes longer than ``timeout``
-seconds as ``decoder hung``, and the worker is restarted for the next file.
+scan with it. By default the probing runs in a child process (as datasets decode): a crash
+is reported as ``decoder crashed (signal N)``, a file that takes longer than ``timeout``
+seconds as ``decoder hung``, and the next file gets a fresh child. The annotations are
+read with the same label checks as training (see :func:`dataset_paths`).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from tqdm.auto import tqdm
 
 from .datasets import read_dataset
-from .video import ClipSampling, PathLike, VideoError, decode_frames, probe_video
+from .video import ClipSampling, DecoderDied, Isolated, PathLike, VideoError, decode_frames, probe_video
 
 
 @dataclass(frozen=True)
@@ -58,65 +58,21 @@ def check_video(path: PathLike, sampling: ClipSampling | None = None, full: bool
 Probe = Callable[[str, "ClipSampling | None", bool], FileCheck]
 
 
-def _serve(conn, probe: Probe) -> None:  # runs in the worker process
-    conn.send("ready")  # start-up (importing torch) does not count against a file's timeout
-    while True:
-        job = conn.recv()
-        if job is None:
-            return
-        conn.send(probe(*job))
-
-
 class IsolatedProber:
-    """Runs ``probe`` in a worker process that survives neither crashes nor hangs of the decoder."""
+    """Runs ``probe`` in a child process (:class:`~tsf.data.video.Isolated`) that survives neither
+    crashes nor hangs of the decoder: either is the file's verdict, and the next file gets a fresh child."""
 
     def __init__(self, probe: Probe = check_video, timeout: float = 60.0) -> None:
-        self.probe = probe
-        self.timeout = timeout
-        self._ctx = multiprocessing.get_context("spawn")  # no torch / decord state inherited
-        self._process = None
-        self._conn = None
-
-    def _start(self) -> None:
-        self._conn, child = self._ctx.Pipe()
-        self._process = self._ctx.Process(target=_serve, args=(child, self.probe), daemon=True)
-        self._process.start()
-        child.close()
-        if not self._conn.poll(300) or self._conn.recv() != "ready":
-            raise RuntimeError("the check-data worker process did not start")
-
-    def _stop(self, kill: bool) -> int | None:
-        if self._process is None:
-            return None
-        if kill:
-            self._process.kill()
-        self._process.join(timeout=10)
-        code = self._process.exitcode
-        self._conn.close()
-        self._process = self._conn = None
-        return code
+        self.worker = Isolated(probe, timeout)
 
     def __call__(self, path: str, sampling: ClipSampling | None = None, full: bool = False) -> FileCheck:
-        if self._process is None:
-            self._start()
-        self._conn.send((path, sampling, full))
         try:
-            if self._conn.poll(self.timeout):
-                return self._conn.recv()
-        except EOFError:  # the worker died on this file
-            code = self._stop(kill=False)
-            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            return FileCheck(path, "bad", f"decoder crashed ({how})")
-        self._stop(kill=True)
-        return FileCheck(path, "bad", f"decoder hung (no answer in {self.timeout:g} s)")
+            return self.worker(path, sampling, full)
+        except DecoderDied as err:
+            return FileCheck(path, "bad", err.reason)
 
     def close(self) -> None:
-        if self._process is not None:
-            try:
-                self._conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-            self._stop(kill=False)
+        self.worker.close()
 
     def __enter__(self) -> "IsolatedProber":
         return self
@@ -169,8 +125,18 @@ def check_files(paths: Sequence[PathLike], *, sampling: ClipSampling | None = No
 
 
 def dataset_paths(annotations: PathLike, root: PathLike | None = None, *, format: str = "auto",
-                  labels: PathLike | None = None, extension: str = ".webm") -> list[str]:
+                  labels: PathLike | None = None, extension: str = ".webm", train: PathLike | None = None,
+                  num_classes: int | None = None) -> list[str]:
     """The video paths an annotation file (or a folder per class) lists, in order (any format of
-    :data:`tsf.data.datasets.DATASET_FORMATS`)."""
-    samples, _ = read_dataset(annotations, format, root, labels, extension)
+    :data:`tsf.data.datasets.DATASET_FORMATS`), once its labels are checked: against the
+    classes of the training list ``train`` if given, else ``num_classes`` integer classes, else
+    the labels file or the list's own labels (an :class:`~tsf.data.datasets.AnnotationError`
+    lists every bad label with its line)."""
+    classes, origin = None, ""
+    if train is not None:
+        _, classes = read_dataset(train, format, root, labels, extension)
+        origin = f"the training list {train}"
+    elif num_classes is not None:
+        classes, origin = [str(k) for k in range(num_classes)], f"{num_classes} classes"
+    samples, _ = read_dataset(annotations, format, root, labels, extension, classes=classes, classes_from=origin)
     return [path for path, _ in samples]

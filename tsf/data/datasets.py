@@ -16,6 +16,15 @@ Randomness is drawn from a generator seeded by ``(seed, epoch, index)``: a sampl
 same whatever the number of DataLoader workers; call :meth:`VideoDataset.set_epoch` to get
 new clips each epoch.
 
+Labels
+------
+Labels are checked when a list is read, and every bad one is reported with its file and
+line (:class:`AnnotationError`): a list's labels are all integers (class indices) or all
+class names, never a mix; integers must be dense from 0 unless a class count or a class
+list says how many classes there are; a held-out split is read with the training split's
+classes (``read_dataset(..., classes=...)``), so its indices are the training indices and a
+class the training split lacks is an error naming it.
+
 Bad input
 ---------
 A missing, unreadable, empty, truncated or corrupt file is handled by ``on_error``:
@@ -28,9 +37,13 @@ A missing, unreadable, empty, truncated or corrupt file is handled by ``on_error
 A video shorter than the clip is padded by repeating its last frame and counted in
 ``padded`` (``on_short="pad"``, the authors' behaviour), or treated as bad input
 (``on_short="error"``). The counters live in shared memory, so they also count what
-DataLoader worker processes saw. Some corrupt files can crash or hang decord itself; run
-``python -m tsf check-data`` on a new dataset first: it probes every file in a separate
-process.
+DataLoader worker processes saw, and an index found bad by one process is skipped by all.
+
+Some corrupt files crash or hang decord itself. A dataset decodes in a child process
+(:class:`~tsf.data.video.IsolatedDecoder`, ``isolate=True``, the default), so such a file
+is bad input like any other: "decoder crashed (signal 11)", or "decoder hung" after
+``timeout`` seconds, under either policy. ``python -m tsf check-data`` still finds them all
+before a long run.
 """
 
 from __future__ import annotations
@@ -48,7 +61,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .transforms import EvalTransform, TrainTransform
-from .video import ClipSampling, LoadedClips, PathLike, VideoError, load_clips
+from .video import ClipSampling, IsolatedDecoder, LoadedClips, PathLike, VideoError, load_clips
 
 DATASET_MODES: tuple[str, ...] = ("train", "val", "test")
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
@@ -118,7 +131,8 @@ class VideoDataset(Dataset):
                  mode: str = "train", sampling: ClipSampling | None = None, crop_size: int = 224,
                  scale: tuple[int, int] = (256, 320), flip: bool = True, num_crops: int = 3,
                  decode_size: int | None = None, on_error: str = "raise", on_short: str = "pad",
-                 seed: int = 0, num_threads: int = 1) -> None:
+                 seed: int = 0, num_threads: int = 1, isolate: bool = True, timeout: float = 60.0,
+                 decoder: Callable[..., LoadedClips] = load_clips) -> None:
         for name, value, choices in (("mode", mode, DATASET_MODES), ("on_error", on_error, ON_ERROR),
                                      ("on_short", on_short, ON_SHORT)):
             if value not in choices:
@@ -135,6 +149,8 @@ class VideoDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.num_threads = num_threads
+        # decoding: in a child process that a decoder crash or hang cannot take down, unless isolate=False
+        self.decode: Callable[..., LoadedClips] = IsolatedDecoder(decoder, timeout) if isolate else decoder
         self.log = BadInputLog(len(self.samples))
         self._reasons: dict[int, str] = {}  # why an index was bad, in this process
 
@@ -188,8 +204,8 @@ class VideoDataset(Dataset):
             sampling, mode = dataclasses.replace(self.sampling, num_clips=1), "test"
         else:
             sampling, mode = self.sampling, "test"
-        clips = load_clips(path, sampling, mode=mode, size=self.decode_size, generator=generator,
-                           num_threads=self.num_threads)
+        clips = self.decode(path, sampling, mode=mode, size=self.decode_size, generator=generator,
+                            num_threads=self.num_threads)
         if clips.padded:
             if self.on_short == "error":
                 raise VideoError(path, f"shorter than the clip ({clips.num_video_frames} frames, the clip needs "
@@ -216,7 +232,7 @@ class VideoDataset(Dataset):
             return self._get(index)
         for step in range(len(self)):
             j = (index + step) % len(self)
-            if j in self._reasons:  # known bad in this process
+            if j in self._reasons or self.log.is_bad(j):  # known bad, in this process or another
                 self.log.add_skip(j)
                 continue
             try:
@@ -247,13 +263,38 @@ def _split_line(line: str) -> list[str]:
     return line.rsplit(None, 1)
 
 
+MAX_PROBLEMS = 10  # problems listed in one AnnotationError
+
+
+def _raise_problems(problems: list[str], hint: str = "") -> None:
+    """One :class:`AnnotationError` listing the problems (the first ``MAX_PROBLEMS``), if any."""
+    if not problems:
+        return
+    shown = problems[:MAX_PROBLEMS]
+    if len(problems) > MAX_PROBLEMS:
+        shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
+    raise AnnotationError("\n".join(shown + ([hint] if hint else [])))
+
+
+def _as_int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def read_kinetics_annotations(path: PathLike, root: PathLike | None = None,
-                              classes: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+                              classes: Sequence[str] | None = None, *, num_classes: int | None = None,
+                              classes_from: str = "") -> tuple[list[tuple[str, int]], list[str]]:
     """Parse a ``path label`` list (space or comma separated, ``#`` comments, an optional header).
 
-    Paths are relative to ``root`` (default: the file's folder). Labels are either all
-    integers (``classes`` defaults to ``"0" ... "K-1"``) or class names (``classes``
-    defaults to the sorted names found). Returns ``(samples, classes)``.
+    Paths are relative to ``root`` (default: the file's folder). Labels are all integers or
+    all class names; a mix is an error. Integers are class indices: in ``[0, K)`` where
+    ``classes`` or ``num_classes`` give K, else every index from 0 to the largest must have a
+    sample (so one typo cannot size the model; ``classes`` default to ``"0" ... "K-1"``).
+    Names are looked up in ``classes`` (default: the sorted names found). ``classes_from``
+    says where ``classes`` came from, for messages (the training list, a labels file). Every
+    problem is reported with the file and the line. Returns ``(samples, classes)``.
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
@@ -262,51 +303,66 @@ def read_kinetics_annotations(path: PathLike, root: PathLike | None = None,
     except (OSError, UnicodeDecodeError) as err:
         raise AnnotationError(f"{path}: cannot read annotation file ({err})") from err
     entries: list[tuple[int, str, str]] = []
+    problems: list[str] = []
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line.count(",") > 1:
-            raise AnnotationError(
+            problems.append(
                 f"{path} line {number}: expected 'path,label' (2 fields), got {line.count(',') + 1} comma-separated "
                 "fields; the official Kinetics CSV (label,youtube_id,time_start,time_end,split) lists YouTube ids, "
                 "write one 'path label' line per downloaded clip instead")
+            continue
         fields = _split_line(line)
         if len(fields) != 2 or not fields[0] or not fields[1]:
-            raise AnnotationError(f"{path} line {number}: expected 'path label' (space or comma separated), "
-                                  f"got {raw!r}")
+            problems.append(f"{path} line {number}: expected 'path label' (space or comma separated), got {raw!r}")
+            continue
         if not entries and fields[0].lower() in _HEADER_PATHS and fields[1].lower() in _HEADER_LABELS:
             continue  # a header line
         entries.append((number, fields[0], fields[1]))
+    _raise_problems(problems)
     if not entries:
         raise AnnotationError(f"{path}: no samples")
+    labels, classes = _kinetics_labels(path, entries, classes, num_classes, classes_from)
+    return [(str(root / rel), k) for (_, rel, _), k in zip(entries, labels)], classes
 
-    def as_int(text: str) -> int | None:
-        try:
-            return int(text)
-        except ValueError:
-            return None
 
-    numeric = all(as_int(label) is not None for _, _, label in entries)
-    if numeric and classes is None:
-        top = max(int(label) for _, _, label in entries)
-        classes = [str(k) for k in range(top + 1)]
-    elif classes is None:
-        classes = sorted({label for _, _, label in entries})
-    classes = list(classes)
-    index = {name: k for k, name in enumerate(classes)}
-    samples = []
-    for number, rel, label in entries:
-        if numeric:
-            k = int(label)
-            if not 0 <= k < len(classes):
-                raise AnnotationError(f"{path} line {number}: label {k} outside [0, {len(classes)})")
-        elif label in index:
-            k = index[label]
-        else:
-            raise AnnotationError(f"{path} line {number}: unknown class {label!r}")
-        samples.append((str(root / rel), k))
-    return samples, classes
+def _kinetics_labels(path: Path, entries: list[tuple[int, str, str]], classes: Sequence[str] | None,
+                     num_classes: int | None, classes_from: str) -> tuple[list[int], list[str]]:
+    """The class index of every entry and the class names, or an :class:`AnnotationError` listing every bad label."""
+    where = f" (the classes of {classes_from})" if classes_from else ""
+    ints = [(number, _as_int(label), label) for number, _, label in entries]
+    numbered = [(n, k) for n, k, _ in ints if k is not None]
+    named = [(n, label) for n, k, label in ints if k is None]
+    if numbered and named:  # report the lines of the rarer kind
+        (n0, k0), (m0, name0) = numbered[0], named[0]
+        odd = [f"{path} line {n}: class name {label!r} among integer labels (line {n0}: {k0})" for n, label in named] \
+            if len(named) <= len(numbered) else \
+            [f"{path} line {n}: integer label {k} among class names (line {m0}: {name0!r})" for n, k in numbered]
+        _raise_problems(odd, "a list's labels are all class indices or all class names, not a mix")
+    if named:
+        names = list(classes) if classes is not None else sorted({label for _, label in named})
+        index = {name: k for k, name in enumerate(names)}
+        _raise_problems([f"{path} line {n}: unknown class {label!r}{where}" for n, label in named
+                         if label not in index])
+        return [index[label] for _, label in named], names
+    bound = len(classes) if classes is not None else num_classes
+    if bound is not None:
+        _raise_problems([f"{path} line {n}: label {k} outside [0, {bound}){where}" for n, k in numbered
+                         if not 0 <= k < bound])
+        return [k for _, k in numbered], list(classes) if classes is not None else [str(k) for k in range(bound)]
+    present = {k for _, k in numbered}
+    count = len(present)  # dense: exactly 0 ... count - 1
+    bad = [(n, k) for n, k in numbered if not 0 <= k < count]
+    if bad:
+        missing = sorted(set(range(count)) - present)[:5]
+        _raise_problems(
+            [f"{path} line {n}: label {k} is not among 0 ... {count - 1}" for n, k in bad],
+            f"integer labels must be dense from 0: {count} distinct labels are 0 ... {count - 1}, but no sample has "
+            f"{', '.join(map(str, missing))}; give the class names (a labels file) or the class count if some "
+            "classes really have no samples")
+    return [k for _, k in numbered], [str(k) for k in range(count)]
 
 
 def _load_json(path: Path) -> object:
@@ -399,17 +455,27 @@ def read_ssv2_annotations(path: PathLike, labels: PathLike | Sequence[str] | Non
     return samples, classes
 
 
-def scan_class_folders(root: PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS
+def scan_class_folders(root: PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS,
+                       classes: Sequence[str] | None = None, *, classes_from: str = ""
                        ) -> tuple[list[tuple[str, int]], list[str]]:
-    """``root/CLASS/VIDEO``: one folder per class (sorted names), video files by extension."""
+    """``root/CLASS/VIDEO``: one folder per class (sorted names), video files by extension.
+
+    With ``classes`` (the training split's), the folders are mapped through them: a folder
+    that is not one of them is an error naming it (``classes_from`` says where they came from).
+    """
     root = Path(root)
     if not root.is_dir():
         raise AnnotationError(f"{root}: not a folder")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
         raise AnnotationError(f"{root}: no class folders")
+    classes = found if classes is None else list(classes)
+    index = {name: k for k, name in enumerate(classes)}
+    where = f" (the classes of {classes_from})" if classes_from else ""
+    _raise_problems([f"{root / name}: unknown class {name!r}{where}" for name in found
+                     if name not in index])
     wanted = {e.lower() for e in extensions}
-    samples = [(str(f), k) for k, name in enumerate(classes)
+    samples = [(str(f), index[name]) for name in found
                for f in sorted((root / name).iterdir()) if f.is_file() and f.suffix.lower() in wanted]
     if not samples:
         raise AnnotationError(f"{root}: no video files ({', '.join(sorted(wanted))}) in the class folders")
@@ -420,8 +486,8 @@ class KineticsDataset(VideoDataset):
     """A Kinetics-style list (``path label`` per line) of videos under ``root``; dense sampling by default."""
 
     def __init__(self, annotations: PathLike, root: PathLike | None = None, *,
-                 classes: Sequence[str] | None = None, **kwargs) -> None:
-        samples, classes = read_kinetics_annotations(annotations, root, classes)
+                 classes: Sequence[str] | None = None, num_classes: int | None = None, **kwargs) -> None:
+        samples, classes = read_kinetics_annotations(annotations, root, classes, num_classes=num_classes)
         super().__init__(samples, classes, **kwargs)
 
 
@@ -456,19 +522,27 @@ class DatasetFormat:
 
     name: str
     recognises: Callable[[Path], bool]  # for format "auto"
-    read: Callable[[Path, Path | None, str | None, str], Samples]  # (annotations, root, labels, extension)
+    # (annotations, root, labels, extension, classes, classes_from): classes, if given, are the
+    # training split's, which every other split is mapped through
+    read: Callable[[Path, Path | None, str | None, str, list[str] | None, str], Samples]
 
 
-def _read_kinetics(annotations: Path, root: Path | None, labels: str | None, extension: str) -> Samples:
-    return read_kinetics_annotations(annotations, root, read_class_names(labels) if labels else None)
+def _read_kinetics(annotations: Path, root: Path | None, labels: str | None, extension: str,
+                   classes: list[str] | None, classes_from: str) -> Samples:
+    if classes is None and labels:
+        classes, classes_from = read_class_names(labels), labels
+    return read_kinetics_annotations(annotations, root, classes, classes_from=classes_from)
 
 
-def _read_ssv2(annotations: Path, root: Path | None, labels: str | None, extension: str) -> Samples:
-    return read_ssv2_annotations(annotations, labels, root, extension)
+def _read_ssv2(annotations: Path, root: Path | None, labels: str | None, extension: str,
+               classes: list[str] | None, classes_from: str) -> Samples:
+    # the training classes come from the same labels file; an unlabelled split (labels=None) stays unlabelled
+    return read_ssv2_annotations(annotations, classes if classes is not None and labels else labels, root, extension)
 
 
-def _read_folder(annotations: Path, root: Path | None, labels: str | None, extension: str) -> Samples:
-    return scan_class_folders(root / annotations if root else annotations)
+def _read_folder(annotations: Path, root: Path | None, labels: str | None, extension: str,
+                 classes: list[str] | None, classes_from: str) -> Samples:
+    return scan_class_folders(root / annotations if root else annotations, classes=classes, classes_from=classes_from)
 
 
 DATASET_FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
@@ -482,12 +556,18 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
 
 
 def read_dataset(annotations: PathLike, format: str = "auto", root: PathLike | None = None,
-                 labels: PathLike | None = None, extension: str = ".webm") -> Samples:
-    """``(samples, classes)`` of any format of :data:`DATASET_FORMATS` (``auto``: recognised by the path)."""
+                 labels: PathLike | None = None, extension: str = ".webm", *, classes: Sequence[str] | None = None,
+                 classes_from: str = "") -> Samples:
+    """``(samples, classes)`` of any format of :data:`DATASET_FORMATS` (``auto``: recognised by the path).
+
+    ``classes``: the training split's classes (``classes_from`` says where they came from, for
+    messages); the labels of this split are mapped through them, and a class they lack is an
+    error naming it. Without them, a split's labels define its classes.
+    """
     annotations = Path(annotations)
     if format == "auto":
         format = next(f.name for f in DATASET_FORMATS.values() if f.recognises(annotations))
     if format not in DATASET_FORMATS:
         raise ValueError(f"format must be 'auto' or one of {tuple(DATASET_FORMATS)}, got {format!r}")
     return DATASET_FORMATS[format].read(annotations, Path(root) if root else None, str(labels) if labels else None,
-                                        extension)
+                                        extension, list(classes) if classes is not None else None, classes_from)

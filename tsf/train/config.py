@@ -44,12 +44,15 @@ class DataConfig:
     flip: bool = True  # random horizontal flip (off when left/right is the label, as in SSv2)
     on_error: str = "skip"  # bad videos: raise | skip (warn, count, substitute)
     num_workers: int = 0  # DataLoader workers
+    decode_timeout: float = 60.0  # seconds before a file counts as hanging the decoder (bad input, like a crash)
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
             raise ValueError(f"data.kind must be one of {DATA_KINDS}, got {self.kind!r}")
         if self.on_error not in ON_ERROR:
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if not self.decode_timeout > 0:
+            raise ValueError(f"data.decode_timeout must be positive (seconds), got {self.decode_timeout!r}")
 
 
 @dataclass(frozen=True)

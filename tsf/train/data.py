@@ -12,6 +12,7 @@ from ..config import TimeSformerConfig
 from ..data.datasets import VideoDataset, read_dataset
 from ..data.synthetic import SyntheticVideos
 from ..data.video import ClipSampling
+from .checkpoint import read_classes
 from .config import DataConfig, TrainConfig
 
 
@@ -20,11 +21,14 @@ def dataset_classes(dataset: Dataset) -> list[str] | None:
     return [str(c) for c in classes] if classes is not None else None
 
 
-def video_dataset(data: DataConfig, model: TimeSformerConfig, split: str, mode: str, *, seed: int = 0) -> Dataset:
+def video_dataset(data: DataConfig, model: TimeSformerConfig, split: str, mode: str, *, seed: int = 0,
+                  classes: list[str] | None = None, classes_from: str = "") -> Dataset:
     """A dataset of real videos (any format of ``DATASET_FORMATS``: ``data.kind``), sampled for ``model``.
 
     ``mode``: ``train`` (random clip, jitter, crop, flip), ``val`` (one centre view) or
-    ``test`` (``data.test_clips`` temporal clips x 3 spatial crops per video).
+    ``test`` (``data.test_clips`` temporal clips x 3 spatial crops per video). ``classes``:
+    the classes the model was trained on (``classes_from``: where they came from); the split's
+    labels are mapped through them.
     """
     source = data.train_annotations if split == "train" else data.val_annotations
     if not source:
@@ -32,9 +36,10 @@ def video_dataset(data: DataConfig, model: TimeSformerConfig, split: str, mode: 
     sampling = ClipSampling(num_frames=model.num_frames, sampling=data.sampling, sampling_rate=data.sampling_rate,
                             num_clips=data.test_clips if mode == "test" and data.sampling == "dense" else 1)
     crop = model.img_size
-    samples, classes = read_dataset(source, data.kind, data.root or None, data.labels or None)
+    samples, classes = read_dataset(source, data.kind, data.root or None, data.labels or None, classes=classes,
+                                    classes_from=classes_from)
     return VideoDataset(samples, classes, mode=mode, sampling=sampling, crop_size=crop, flip=data.flip,
-                        on_error=data.on_error, seed=seed,
+                        on_error=data.on_error, seed=seed, timeout=data.decode_timeout,
                         scale=(round(crop * 256 / 224), round(crop * 320 / 224)))  # the authors' jitter, at any crop
 
 
@@ -48,7 +53,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         val = SyntheticVideos(d.task, d.val_samples, split="val", **common) if d.val_samples else None
         return train, val
     train = video_dataset(d, m, "train", "train", seed=config.seed)
-    val = video_dataset(d, m, "val", "val", seed=config.seed) if d.val_annotations else None
+    val = video_dataset(d, m, "val", "val", seed=config.seed, classes=train.classes,  # the training classes' indices
+                        classes_from=f"the training split {d.train_annotations}") if d.val_annotations else None
     return train, val
 
 
@@ -78,4 +84,7 @@ def held_out_dataset(checkpoint: str | Path, model: TimeSformerConfig, data: Dat
                 raise ValueError("the run has no held-out split; give --annotations")
             return dataset
         data = dataclasses.replace(run.data, test_clips=test_clips)
-    return video_dataset(data, model, "val", "test")
+    classes, origin = read_classes(checkpoint), f"the checkpoint {checkpoint}"
+    if classes is None:  # no names saved: integer labels must still fit the model's head
+        classes, origin = [str(k) for k in range(model.num_classes)], f"the {model.num_classes}-class model"
+    return video_dataset(data, model, "val", "test", classes=classes, classes_from=origin)

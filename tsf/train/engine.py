@@ -3,6 +3,11 @@
 ``fit(config)`` trains, evaluates and checkpoints; ``python -m tsf train`` calls it. Under
 ``torchrun --nproc_per_node=N`` the same call uses DistributedDataParallel (nccl on GPU,
 gloo on CPU), each process taking its share of every global batch; only rank 0 writes.
+
+Rank 0 locks the run folder for the run's life (``tsf.train.rundir``). A non-finite loss or
+gradient stops the run before the optimiser step it would poison, with a checkpoint of the
+state before that step and a :class:`NonFiniteError`; no checkpoint is written from
+non-finite weights.
 """
 
 from __future__ import annotations
@@ -33,18 +38,20 @@ from ..data.datasets import mix_seed
 from ..model import TimeSformer, autocast
 from ..provenance import machine, utc_now
 from ..version import __version__
-from ..weights import CheckpointError, load_pretrained, save_pretrained
+from ..weights import CheckpointError, load_pretrained
 from .checkpoint import (
-    CLASSES_FILE,
+    STATE_VERSION,
     describe_mismatch,
-    latest_checkpoint,
     load_checkpoint,
+    newest_good_checkpoint,
     save_checkpoint,
     write_json_atomic,
+    write_model_folder,
 )
 from .config import TrainConfig
 from .data import build_datasets, dataset_classes
 from .evaluate import evaluate
+from .rundir import METRICS_FILE, RunFolderError, RunLock, append_metrics, prepare_run_dir, sync_metrics, truncate_metrics
 from .sampling import EpochSampler, SeededDataset
 
 log = logging.getLogger(__name__)
@@ -52,7 +59,12 @@ log = logging.getLogger(__name__)
 # Fields that change what a run computes; a checkpoint saved under other values of these
 # cannot continue this run. (Output folder, logging, workers and the like may change.)
 _TRAJECTORY = ("model", "data", "optim", "seed", "precision", "init")
-_NOT_TRAJECTORY_DATA = ("num_workers", "on_error", "root")
+_NOT_TRAJECTORY_DATA = ("num_workers", "on_error", "root", "decode_timeout")
+
+
+class NonFiniteError(RuntimeError):
+    """The loss, a gradient or the weights stopped being finite; the message says where and
+    which checkpoint holds the last finite state."""
 
 
 @dataclass
@@ -317,14 +329,22 @@ class _Run:
     # -- before the loop ----------------------------------------------------------------
 
     def resume_from(self, resume: bool | str | Path) -> None:
-        """``True``: the newest checkpoint of the run folder (none: start afresh); a path: that checkpoint."""
-        source = latest_checkpoint(self.run_dir) if resume is True else (Path(resume) if resume else None)
-        if resume is True and source is None:
-            log.info("no checkpoint in %s: starting afresh", self.run_dir)
-        if source is not None:
-            self.step, self.start_epoch, self.start_batch, sums, self.history = _restore(
-                source, self.config, self.model, self.optimizer, self.scheduler, self.proc)
-            self.start_sums = Sums(*sums)
+        """``True``: the newest checkpoint of the run folder that verifies (none: start afresh);
+        a path: that checkpoint (damaged: an error)."""
+        if not resume:
+            return
+        if resume is True:
+            found = newest_good_checkpoint(self.run_dir)
+            if found is None:
+                log.info("no checkpoint in %s: starting afresh", self.run_dir)
+                return
+            source, saved_model, state = found
+        else:
+            source = Path(resume)
+            saved_model, state = load_checkpoint(source)
+        self.step, self.start_epoch, self.start_batch, sums, self.history = _restore(
+            source, saved_model, state, self.config, self.model, self.optimizer, self.scheduler)
+        self.start_sums = Sums(*sums)
         self.last_checkpoint = source
 
     def prepare(self) -> None:
@@ -340,7 +360,7 @@ class _Run:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.run_dir / "config.json", config.to_dict())
             write_json_atomic(self.run_dir / "env.json", environment(proc))
-            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+            truncate_metrics(self.run_dir / METRICS_FILE, self.step)
         self.loader = DataLoader(SeededDataset(self.train_dataset), batch_size=config.optim.batch_size,
                                  sampler=self.sampler, num_workers=config.data.num_workers,
                                  pin_memory=proc.device.type == "cuda", persistent_workers=False)
@@ -354,10 +374,19 @@ class _Run:
                                                  self.step >= self.config.stop_after_steps)
         return bool(_all_sum([float(wanted)], self.proc)[0])
 
-    def checkpoint(self, epoch: int, batch: int, running: Sums) -> None:
-        """Rank 0 saves the whole state (resume continues exactly from here); every process waits."""
+    def weights_finite(self) -> bool:
+        return math.isfinite(torch.nn.utils.get_total_norm(list(self.model.parameters())).item())
+
+    def checkpoint(self, epoch: int, batch: int, running: Sums) -> Path:
+        """Rank 0 saves the whole state (resume continues exactly from here); every process waits.
+        Non-finite weights are never saved: a :class:`NonFiniteError` instead."""
+        if not self.weights_finite():  # the same weights on every process, so the same answer
+            raise NonFiniteError(f"the weights are not finite at step {self.step}; not saving them. The newest "
+                                 f"checkpoint, {self.last_checkpoint}, holds the last finite state")
         if self.proc.main:
-            state = {"format": "tsf-trainer", "version": 1, "step": self.step, "epoch": epoch, "batch": batch,
+            sync_metrics(self.run_dir / METRICS_FILE)  # the log is as durable as the checkpoint
+            state = {"format": "tsf-trainer", "version": STATE_VERSION, "step": self.step, "epoch": epoch,
+                     "batch": batch,
                      "sums": running.as_list(), "history": json.dumps(self.history),
                      "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "scaler": None, "rng": _rng_state(), "train_config": json.dumps(self.config.to_dict())}
@@ -365,6 +394,7 @@ class _Run:
                                                    keep=self.config.keep_checkpoints)
         if self.proc.distributed:
             dist.barrier()
+        return self.last_checkpoint
 
     def micro_step(self, epoch: int, batch: int, clips: Tensor, labels: Tensor) -> Sums:
         """Forward and backward of one micro-batch (gradients accumulate); its sums."""
@@ -382,9 +412,21 @@ class _Run:
         n = labels.numel()
         return Sums(loss.item() * n, (logits.argmax(-1) == labels).sum().item(), n)
 
-    def optimiser_step(self) -> None:
+    def grad_norm(self) -> float:
+        """The gradients' total norm, after clipping them if the config says so (the norm before clipping)."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
         if self.config.optim.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip_grad)
+            return torch.nn.utils.clip_grad_norm_(params, self.config.optim.clip_grad).item()
+        return torch.nn.utils.get_total_norm([p.grad for p in params]).item()
+
+    def stop_non_finite(self, what: str, epoch: int, batch: int, before: Sums) -> None:
+        """Save the state before this optimiser step (the last finite one) and raise :class:`NonFiniteError`."""
+        where = f"at step {self.step + 1} (epoch {epoch + 1}, batch {batch + 1})"
+        saved = self.checkpoint(epoch, batch, before)
+        raise NonFiniteError(f"{what} {where}: stopping before the optimiser step. The state before it is "
+                             f"checkpoint {saved}; a lower optim.lr, optim.clip_grad or another seed may avoid it")
+
+    def optimiser_step(self) -> None:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
@@ -404,6 +446,7 @@ class _Run:
         self.epoch_start = time.perf_counter()
         batch = batch0
         step_sums = Sums()  # the current optimiser step's micro-batches
+        before = Sums(*running.as_list())  # the sums at the last optimiser step
         for clips, labels in self.loader:
             if batch >= self.micro_per_epoch:
                 break
@@ -414,14 +457,20 @@ class _Run:
             bar.update(1)
             if batch % o.accum_steps:
                 continue
+            total, this_step = _summed(proc, running, step_sums)  # the same on every process
+            if not math.isfinite(this_step.loss):
+                self.stop_non_finite(f"the loss is {this_step.mean_loss}", epoch, batch - o.accum_steps, before)
+            norm = self.grad_norm()  # the same on every process: DDP averaged the gradients
+            if not math.isfinite(norm):
+                self.stop_non_finite(f"the gradient norm is {norm}", epoch, batch - o.accum_steps, before)
             self.optimiser_step()
+            before = Sums(*running.as_list())
             elapsed = time.perf_counter() - self.epoch_start
-            total, this_step = _summed(proc, running, step_sums)
             step_sums = Sums()
             rate = (batch - batch0) * o.batch_size * proc.world / max(elapsed, 1e-9)
             bar.set_postfix(loss=f"{total.mean_loss:.3f}", acc=f"{total.accuracy:.3f}", clips_s=f"{rate:.1f}")
             if proc.main and config.log_every and self.step % config.log_every == 0:
-                _append(self.run_dir / "metrics.jsonl", {
+                append_metrics(self.run_dir / METRICS_FILE, {
                     "event": "step", "step": self.step, "epoch": epoch, "loss": this_step.mean_loss,
                     "acc": this_step.accuracy, "lr": self.scheduler.get_last_lr()[0], "clips_per_s": rate})
             stop_now = self.should_stop(stop)
@@ -451,7 +500,7 @@ class _Run:
             summary.update({"val_loss": scores["loss"], "val_acc": scores["top1"], "val_top5": scores["top5"]})
         self.history.append(summary)
         if proc.main:
-            _append(self.run_dir / "metrics.jsonl", summary)
+            append_metrics(self.run_dir / METRICS_FILE, summary)
             log.info("%s", epoch_line(summary, config.optim.epochs))
         self.checkpoint(epoch + 1, 0, Sums())
 
@@ -460,9 +509,7 @@ class _Run:
     def finish(self) -> TrainResult:
         """A finished run writes the model and ``result.json``; the model comes back in eval mode."""
         if self.proc.main and not self.interrupted:
-            save_pretrained(self.model, self.run_dir / "model")
-            if self.classes is not None:
-                (self.run_dir / "model" / CLASSES_FILE).write_text(json.dumps(self.classes))
+            write_model_folder(self.run_dir / "model", self.model, classes=self.classes)
             write_json_atomic(self.run_dir / "result.json", {"steps": self.step, "history": self.history})
         if self.proc.distributed:
             dist.barrier()
@@ -472,14 +519,44 @@ class _Run:
 
 
 def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
-        resume: bool | str | Path = False) -> TrainResult:
+        resume: bool | str | Path = False, overwrite: bool = False) -> TrainResult:
     """Train ``config.model`` on ``config.data`` (or the datasets given) and return the result.
 
-    ``resume=True`` continues from the newest checkpoint in ``config.output_dir`` (or starts
-    afresh if there is none); a path resumes from that checkpoint folder. The rest of the run
-    is then the same as if it had never stopped. Datasets yield ``(clip (C,T,H,W), label)``.
+    ``resume=True`` continues from the newest checkpoint in ``config.output_dir`` that
+    verifies (or starts afresh if there is none); a path resumes from that checkpoint folder.
+    The rest of the run is then the same as if it had never stopped. Without ``resume``, a
+    folder that holds another run is refused unless ``overwrite`` (which deletes that run's
+    files). The folder is locked for the run: a second process is refused at once. Datasets
+    yield ``(clip (C,T,H,W), label)``.
     """
     proc = _setup(config)
+    with _run_folder(Path(config.output_dir), proc, resume=bool(resume), overwrite=overwrite):
+        return _fit(config, proc, train_dataset, val_dataset, resume)
+
+
+@contextlib.contextmanager
+def _run_folder(run_dir: Path, proc: _Proc, *, resume: bool, overwrite: bool):
+    """Rank 0 locks ``run_dir`` for the run and checks a fresh run may start there; every
+    process learns whether it could (so none waits at a collective for a run that never starts)."""
+    lock = RunLock(run_dir)
+    error: RunFolderError | None = None
+    if proc.main:
+        try:
+            lock.acquire()
+            prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        except RunFolderError as err:
+            lock.release()
+            error = err
+    if _all_sum([float(error is not None)], proc)[0]:
+        raise error or RunFolderError(f"{run_dir}: rank 0 could not start the run there (see its error)")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fit(config: TrainConfig, proc: _Proc, train_dataset: Dataset | None, val_dataset: Dataset | None,
+         resume: bool | str | Path) -> TrainResult:
     if train_dataset is None:
         train_dataset, built_val = build_datasets(config)
         val_dataset = built_val if val_dataset is None else val_dataset
@@ -499,9 +576,8 @@ def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_datase
     return run.finish()
 
 
-def _restore(source: Path, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: Any, proc: _Proc) -> tuple[int, int, int, list[float], list[dict[str, Any]]]:
-    saved_model, state = load_checkpoint(source)
+def _restore(source: Path, saved_model: nn.Module, state: dict[str, Any], config: TrainConfig, model: nn.Module,
+             optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, int, int, list[float], list[dict[str, Any]]]:
     saved_config = json.loads(state["train_config"])
     diff = describe_mismatch(_trajectory(saved_config), _trajectory(config.to_dict()))
     if diff:
@@ -517,16 +593,3 @@ def _restore(source: Path, config: TrainConfig, model: nn.Module, optimizer: tor
     log.info("resumed from %s at step %d (epoch %d, batch %d)", source, state["step"], state["epoch"] + 1,
              state["batch"])
     return state["step"], state["epoch"], state["batch"], list(state["sums"]), json.loads(state["history"])
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop the lines logged after the checkpoint (they will be logged again)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import VideoDataset, read_class_names
 from ..data.transforms import EvalTransform
-from ..data.video import ClipSampling, FrameIndices, decode_frames, probe_video
+from ..data.video import ClipSampling, FrameIndices, VideoError, decode_frames, probe_video
 from .checkpoint import read_classes
 
 
@@ -22,6 +22,7 @@ class Prediction:
     path: str
     top: list[tuple[str, float]]  # (class name, probability), best first
     views: int  # temporal clips x spatial crops whose logits were summed
+    error: str = ""  # why the file could not be used (on_error="report"; then top is empty and views 0)
 
 
 def class_names(checkpoint: str | Path | None, labels: str | Path | None, num_classes: int) -> list[str]:
@@ -34,11 +35,20 @@ def class_names(checkpoint: str | Path | None, labels: str | Path | None, num_cl
     return names
 
 
+PREDICT_ON_ERROR: tuple[str, ...] = ("raise", "report")
+
+
 @torch.no_grad()
 def predict_videos(model: nn.Module, paths: list[str | Path], *, classes: list[str] | None = None, topk: int = 5,
                    num_clips: int = 1, num_crops: int = 3, sampling: str = "dense", sampling_rate: int = 32,
-                   device: str | torch.device | None = None) -> list[Prediction]:
-    """Top-k classes of each video: ``num_clips`` x ``num_crops`` views, logits summed (the paper's protocol)."""
+                   device: str | torch.device | None = None, on_error: str = "raise") -> list[Prediction]:
+    """Top-k classes of each video: ``num_clips`` x ``num_crops`` views, logits summed (the paper's protocol).
+
+    A file that cannot be used raises its :class:`~tsf.data.VideoError` (``on_error="raise"``),
+    or gets a :class:`Prediction` whose ``error`` says why (``"report"``), in its place among the others.
+    """
+    if on_error not in PREDICT_ON_ERROR:
+        raise ValueError(f"on_error must be one of {PREDICT_ON_ERROR}, got {on_error!r}")
     cfg = model.config
     device = torch.device(device) if device is not None else next(model.parameters()).device
     names = classes or [str(i) for i in range(cfg.num_classes)]
@@ -49,7 +59,13 @@ def predict_videos(model: nn.Module, paths: list[str | Path], *, classes: list[s
     model.eval()
     out = []
     for i, path in enumerate(paths):
-        views, _, _ = data[i]  # (V, C, T, S, S)
+        try:
+            views, _, _ = data[i]  # (V, C, T, S, S)
+        except VideoError as err:
+            if on_error == "raise":
+                raise
+            out.append(Prediction(str(path), [], 0, err.reason))
+            continue
         logits = model(views.to(device)).float().sum(0)
         probs = (logits / views.shape[0]).softmax(-1)
         best = probs.topk(min(topk, probs.numel()))

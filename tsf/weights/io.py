@@ -5,13 +5,22 @@ Pickled files (``.pyth``, ``.pth``, ``.pt``, ``.bin``) are only ever opened with
 containers and plain Python values and refuses every other global. A pickle that would call
 anything else (``os.system`` in a crafted ``__reduce__``) is refused before that call runs.
 Safetensors files hold no code at all.
+
+A folder may carry ``digests.json``, the SHA-256 of each of its other files when it was
+written (training checkpoints do): reading such a folder first checks every file against
+it, so bit rot that leaves a file readable is an error naming the file, never weights used
+silently. Writers say "no space left on device while writing PATH" when the disk is full.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import os
 import pickle
+import pickletools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -32,9 +41,78 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json")
 
 
+DIGEST_FILE = "digests.json"  # {"sha256": {file name: hex digest}} of a folder's other files
+
+
 class CheckpointError(ValueError):
     """A source that cannot be loaded. The message names the file (or ``<state dict>``) and
     the first few offending keys with their shapes."""
+
+
+class NoSpaceError(OSError):
+    """The disk filled up while writing ``filename``: ``errno.ENOSPC``, with a message that names it."""
+
+    def __init__(self, path: str | os.PathLike, note: str = "") -> None:
+        super().__init__(errno.ENOSPC, f"no space left on device while writing {path}{note}", str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """ENOSPC as Python raises it, or as safetensors' Rust writer words it."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return isinstance(err, SafetensorError) and ("os error 28" in str(err) or "No space left" in str(err))
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike):
+    """Turn a full disk while writing ``path`` into a :class:`NoSpaceError` that names it."""
+    try:
+        yield
+    except NoSpaceError:
+        raise
+    except Exception as err:
+        if _is_disk_full(err):
+            raise NoSpaceError(path) from err
+        raise
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, in hex."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def write_digests(folder: str | os.PathLike) -> dict[str, str]:
+    """Record the SHA-256 of every file of ``folder`` in its ``digests.json``; returns them."""
+    folder = Path(folder)
+    digests = {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != DIGEST_FILE}
+    write_json({"sha256": digests}, folder / DIGEST_FILE)
+    return digests
+
+
+def verify_digests(folder: str | os.PathLike) -> bool:
+    """Check ``folder``'s files against its ``digests.json``: ``False`` if it has none, ``True`` if
+    all match, else a :class:`CheckpointError` naming the folder and the first file that differs."""
+    folder = Path(folder)
+    path = folder / DIGEST_FILE
+    if not path.is_file():
+        return False
+    try:
+        recorded = json.loads(path.read_text())["sha256"]
+        if not isinstance(recorded, dict):
+            raise TypeError(f"expected an object of digests, got {type(recorded).__name__}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: unreadable digests ({err}); the folder cannot be verified") from None
+    for name, digest in recorded.items():
+        if not (folder / name).is_file():
+            raise CheckpointError(f"{folder}: {name} is missing (the folder's {DIGEST_FILE} lists it)")
+        if file_digest(folder / name) != digest:
+            raise CheckpointError(f"{folder}: {name} does not match the SHA-256 recorded when it was written "
+                                  "(damaged on disk since)")
+    return True
 
 
 @dataclass(frozen=True)
@@ -95,6 +173,7 @@ def _read_module(module: torch.nn.Module) -> RawCheckpoint:
 
 
 def _read_folder(path: Path) -> RawCheckpoint:
+    verify_digests(path)
     config = None
     if (path / "config.json").is_file():
         try:
@@ -154,6 +233,21 @@ def _load_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+
+
+def _is_pickle_or_zip(path: Path) -> bool:
+    """A zip archive, or a byte stream that parses as a pickle up to its STOP (parsed, never run)."""
+    with open(path, "rb") as handle:
+        if handle.read(4) == _ZIP_MAGIC:
+            return True
+        handle.seek(0)
+        try:
+            for _ in pickletools.genops(handle):
+                pass
+        except Exception:  # an unknown opcode, a bad argument, or no STOP before the end
+            return False
+    return True
 
 
 def _torch_load(path: Path) -> Any:
@@ -161,6 +255,8 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         message = str(err)
+        if not _is_pickle_or_zip(path):
+            raise CheckpointError(f"{path}: not a checkpoint (not a pickle or zip archive)") from None
         if "Weights only load failed" in message:
             culprits = sorted(set(_GLOBAL.findall(message)))
             what = f" (it calls {', '.join(culprits)})" if culprits else ""
@@ -170,7 +266,9 @@ def _torch_load(path: Path) -> Any:
                 "plain values); re-save the weights from a trusted environment as safetensors or as a "
                 "plain state dict") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a checkpoint): {message}") from None
-    except Exception as err:  # truncated zip (RuntimeError), text (KeyError), empty file (EOFError), ...
+    except Exception as err:  # truncated zip (RuntimeError), text (IndexError), empty file (EOFError), ...
+        if not _is_pickle_or_zip(path):
+            raise CheckpointError(f"{path}: not a checkpoint (not a pickle or zip archive)") from None
         detail = str(err).split("\n")[0] or type(err).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a checkpoint): {detail}") from None
 
@@ -178,11 +276,13 @@ def _torch_load(path: Path) -> Any:
 def write_safetensors(state: Mapping[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
     """Write a safetensors file atomically (a temporary file renamed into place)."""
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
+    with writing(path):
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with writing(path):
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
