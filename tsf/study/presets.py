@@ -104,7 +104,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     "cpu": StudyPreset(
         "cpu", model="small", num_frames=4, motion_design="coarse", train_samples=2048, val_samples=512, epochs=6,
         motion_epochs=12, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0, seeds=(0, 1),
-        ablation_seeds=(0,), frames_sweep=(1, 2, 4, 8), source_frames=32, data_sweep=(256, 512, 1024, 2048),
+        ablation_seeds=(0,), frames_sweep=(1, 2, 4, 8), source_frames=32, data_sweep=(256, 512, 2048),
         workers=2, time_batch=16, time_repeats=10, explain_clips=64, pretrain_images=16384, pretrain_epochs=6,
         time_embed_init="sinusoidal", time_embed_init_std=1.0, control_samples=1024, control_epochs=5,
         curve_every=64),
