@@ -95,18 +95,28 @@ def _setup(config: TrainConfig) -> _Proc:
         if cuda and not torch.cuda.is_available():
             raise ValueError(f"device {config.device!r} asked for, but CUDA is not available")
     if world > 1:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if cuda else "gloo")
-        device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
-        if cuda:
+        device = torch.device("cpu")
+        if cuda:  # the device first: NCCL's communicator binds to the current device when it starts
+            local, local_world = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", world))
+            device = _local_gpu(local, local_world)
             torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
         return _Proc(dist.get_rank(), world, device, True)
     if cuda:
         device = torch.device(config.device if config.device.startswith("cuda:") else "cuda")
     else:
         device = torch.device("cpu")
     return _Proc(0, 1, device, False)
+
+
+def _local_gpu(local_rank: int, local_world: int) -> torch.device:
+    """This process's GPU under torchrun: one per process on the machine, or a clear error if there are too few."""
+    count = torch.cuda.device_count()
+    if local_world > count or local_rank >= count:
+        raise ValueError(f"{local_world} training processes on this machine but {count} GPU(s) visible: start at most "
+                         f"{count} (torchrun --nproc_per_node={count}), or train on the CPU (device=cpu)")
+    return torch.device("cuda", local_rank)
 
 
 def _autocast(config: TrainConfig, device: torch.device):
