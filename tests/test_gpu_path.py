@@ -63,3 +63,50 @@ def test_more_processes_than_gpus_is_a_clear_error_before_nccl(fake_gpus):
     with pytest.raises(ValueError, match=r"4 training processes on this machine but 1 GPU\(s\).*nproc_per_node=1"):
         engine._setup(TrainConfig(device="auto"))
     assert calls == []  # neither the device nor NCCL was touched
+
+
+# -- running sums on the device -----------------------------------------------------------------
+
+RUNS = {"plain": {"optim.epochs": 2},
+        "accum": {"optim.epochs": 2, "optim.accum_steps": 2, "optim.batch_size": 8, "model.drop_path_rate": 0.2}}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_device_sums_log_what_host_sums_logged(tmp_path, name):
+    """Every step and epoch record, and evaluate's scores, equal those the engine wrote when it
+    added ``.item()`` values on the host (recorded before the change, in metrics_before_device_sums.json)."""
+    result = fit(smoke(tmp_path, **RUNS[name]), train_dataset=ColourClips(64), val_dataset=ColourClips(32, 1))
+    got, want = records(tmp_path), BEFORE[name]
+    assert [r["event"] for r in got] == [r["event"] for r in want]
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys()
+        for key, value in w.items():
+            expected = value if isinstance(value, str) else pytest.approx(value, rel=1e-6, abs=1e-9)
+            assert g[key] == expected, (g["step"], key)
+    scores = evaluate(result.model, ColourClips(40, 2), batch_size=16, progress=False)
+    for key, value in BEFORE[f"{name}_eval"].items():
+        assert scores[key] == (value if key == "confusion" else pytest.approx(value, rel=1e-6)), key
+
+
+def test_logging_less_often_reads_the_same_sums(tmp_path):
+    """log_every=3 writes every third step's record, identical to log_every=1's; the epoch sums are
+    the clip-weighted mean of the steps' (read from the device at the epoch's end)."""
+    every = fit(smoke(tmp_path / "every", **{"optim.epochs": 2, "log_every": 1}), train_dataset=ColourClips(64))
+    third = fit(smoke(tmp_path / "third", **{"optim.epochs": 2, "log_every": 3}), train_dataset=ColourClips(64))
+    steps = {r["step"]: r for r in records(tmp_path / "every") if r["event"] == "step"}
+    logged = [r for r in records(tmp_path / "third") if r["event"] == "step"]
+    assert [r["step"] for r in logged] == [3, 6] and all(r == steps[r["step"]] for r in logged)
+    for a, b in zip(third.history, every.history, strict=True):
+        assert (a["train_loss"], a["train_acc"]) == (b["train_loss"], b["train_acc"])
+    first_epoch = [steps[s] for s in range(1, 5)]
+    assert every.history[0]["train_loss"] == pytest.approx(sum(r["loss"] for r in first_epoch) / 4)
+    assert every.history[0]["train_acc"] == pytest.approx(sum(r["acc"] for r in first_epoch) / 4)
+
+
+def test_evaluate_keeps_the_logits_it_scored(tmp_path):
+    model = fit(smoke(tmp_path, **{"optim.epochs": 1}), train_dataset=ColourClips(64)).model
+    scores = evaluate(model, ColourClips(20, 3), batch_size=8, progress=False, keep_logits=True)
+    assert scores["logits"].shape == (20, 4) and scores["labels"].tolist() == [i % 4 for i in range(20)]
+    top1 = (scores["logits"].argmax(1) == scores["labels"]).float().mean().item()
+    assert top1 == pytest.approx(scores["top1"])
+    assert "logits" not in evaluate(model, ColourClips(20, 3), batch_size=8, progress=False)

@@ -256,6 +256,31 @@ class Sums:
         return self.correct / self.clips
 
 
+class DeviceSums:
+    """Running sums kept where the model runs: the loss (summed per clip) and the correct
+    predictions in a float64 tensor on the device, the clips on the host. Adding never waits
+    for a GPU; :meth:`read` does, so the loop reads only when it logs, checkpoints or ends an
+    epoch (the same float64 sums, in the same order, as adding ``.item()`` values on the host)."""
+
+    def __init__(self, device: torch.device, start: Sums | None = None) -> None:
+        start = start or Sums()
+        self.values = torch.tensor([start.loss, start.correct], dtype=torch.float64, device=device)
+        self.clips = start.clips
+
+    def add(self, values: Tensor, clips: int) -> None:
+        """``values``: ``[loss summed over the clips, correct predictions]`` of a micro-batch, on the device."""
+        self.values += values
+        self.clips += clips
+
+    def reset(self) -> None:
+        self.values.zero_()
+        self.clips = 0.0
+
+    def read(self) -> Sums:
+        loss, correct = self.values.tolist()
+        return Sums(loss, correct, self.clips)
+
+
 def _summed(proc: _Proc, *sums: Sums) -> list[Sums]:
     """``sums`` added over all processes, in one all-reduce."""
     flat = _all_sum([v for s in sums for v in s.as_list()], proc)
@@ -366,8 +391,9 @@ class _Run:
         if self.proc.distributed:
             dist.barrier()
 
-    def micro_step(self, epoch: int, batch: int, clips: Tensor, labels: Tensor) -> Sums:
-        """Forward and backward of one micro-batch (gradients accumulate); its sums."""
+    def micro_step(self, epoch: int, batch: int, clips: Tensor, labels: Tensor) -> tuple[Tensor, int]:
+        """Forward and backward of one micro-batch (gradients accumulate); its sums, on the device
+        (``[loss summed over its clips, correct predictions]``), and its clips."""
         config, proc, o = self.config, self.proc, self.config.optim
         micro = epoch * self.micro_per_epoch + batch  # global micro-batch index: seeds drop path
         torch.manual_seed(mix_seed(config.seed, 1, micro, proc.rank))
@@ -380,7 +406,7 @@ class _Run:
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=o.label_smoothing)
             (loss / o.accum_steps).backward()
         n = labels.numel()
-        return Sums(loss.item() * n, (logits.argmax(-1) == labels).sum().item(), n)
+        return torch.stack((loss.detach().double() * n, (logits.argmax(-1) == labels).sum().double())), n
 
     def optimiser_step(self) -> None:
         if self.config.optim.clip_grad is not None:
@@ -394,7 +420,7 @@ class _Run:
         """One epoch (the rest of it, when resumed inside it); sets ``interrupted`` when it stops early."""
         config, proc, o = self.config, self.proc, self.config.optim
         batch0 = self.start_batch if epoch == self.start_epoch else 0
-        running = Sums(*self.start_sums.as_list()) if epoch == self.start_epoch else Sums()
+        running = DeviceSums(proc.device, self.start_sums if epoch == self.start_epoch else None)
         self.sampler.set_epoch(epoch, batch0)
         if hasattr(self.train_dataset, "set_epoch"):  # real video: new random clips every epoch
             self.train_dataset.set_epoch(epoch)
@@ -403,37 +429,37 @@ class _Run:
                    disable=not (config.progress and proc.main), leave=True, unit="batch")
         self.epoch_start = time.perf_counter()
         batch = batch0
-        step_sums = Sums()  # the current optimiser step's micro-batches
+        step_sums = DeviceSums(proc.device)  # the current optimiser step's micro-batches
         for clips, labels in self.loader:
             if batch >= self.micro_per_epoch:
                 break
-            this = self.micro_step(epoch, batch, clips, labels)
-            running.add(this)
-            step_sums.add(this)
+            this, n = self.micro_step(epoch, batch, clips, labels)
+            running.add(this, n)
+            step_sums.add(this, n)
             batch += 1
             bar.update(1)
             if batch % o.accum_steps:
                 continue
             self.optimiser_step()
-            elapsed = time.perf_counter() - self.epoch_start
-            total, this_step = _summed(proc, running, step_sums)
-            step_sums = Sums()
-            rate = (batch - batch0) * o.batch_size * proc.world / max(elapsed, 1e-9)
-            bar.set_postfix(loss=f"{total.mean_loss:.3f}", acc=f"{total.accuracy:.3f}", clips_s=f"{rate:.1f}")
-            if proc.main and config.log_every and self.step % config.log_every == 0:
-                _append(self.run_dir / "metrics.jsonl", {
-                    "event": "step", "step": self.step, "epoch": epoch, "loss": this_step.mean_loss,
-                    "acc": this_step.accuracy, "lr": self.scheduler.get_last_lr()[0], "clips_per_s": rate})
+            if config.log_every and self.step % config.log_every == 0:  # the loop waits for the device only here
+                total, this_step = _summed(proc, running.read(), step_sums.read())
+                rate = (batch - batch0) * o.batch_size * proc.world / max(time.perf_counter() - self.epoch_start, 1e-9)
+                bar.set_postfix(loss=f"{total.mean_loss:.3f}", acc=f"{total.accuracy:.3f}", clips_s=f"{rate:.1f}")
+                if proc.main:
+                    _append(self.run_dir / "metrics.jsonl", {
+                        "event": "step", "step": self.step, "epoch": epoch, "loss": this_step.mean_loss,
+                        "acc": this_step.accuracy, "lr": self.scheduler.get_last_lr()[0], "clips_per_s": rate})
+            step_sums.reset()
             stop_now = self.should_stop(stop)
             if batch >= self.micro_per_epoch:  # the epoch's end checkpoints below
                 continue
             if stop_now or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
-                self.checkpoint(epoch, batch, running)
+                self.checkpoint(epoch, batch, running.read())
             if stop_now:
                 self.interrupted = True
                 break
         bar.close()
-        return running
+        return running.read()
 
     def end_epoch(self, epoch: int, running: Sums) -> None:
         """The epoch's summary (training sums, the held-out scores when due), logged; a checkpoint."""
