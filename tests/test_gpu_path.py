@@ -110,3 +110,60 @@ def test_evaluate_keeps_the_logits_it_scored(tmp_path):
     top1 = (scores["logits"].argmax(1) == scores["labels"]).float().mean().item()
     assert top1 == pytest.approx(scores["top1"])
     assert "logits" not in evaluate(model, ColourClips(20, 3), batch_size=8, progress=False)
+
+
+# -- DataLoader workers ---------------------------------------------------------------------------
+
+def test_workers_auto_is_none_on_a_cpu_and_every_core_but_one_on_cuda(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert engine.loader_workers(-1, torch.device("cpu")) == 0
+    assert engine.loader_workers(-1, torch.device("cuda")) == 15
+    assert engine.loader_workers(-1, torch.device("cuda"), processes=8) == 1
+    assert engine.loader_workers(3, torch.device("cuda")) == 3 and engine.loader_workers(2, torch.device("cpu")) == 2
+    assert TrainConfig().data.num_workers == -1
+
+
+def test_persistent_workers_give_the_same_run_as_none(tmp_path, monkeypatch):
+    """Clips made in two persistent workers (seeds from the sampler) train exactly as clips made in
+    the training process; a dataset that changes every epoch (set_epoch) gets fresh workers."""
+    made = []
+    real = engine.DataLoader
+
+    def spy(*args, **kwargs):
+        made.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "DataLoader", spy)
+    overrides = {"optim.epochs": 2, "checkpoint_every": 3}
+    none = fit(smoke(tmp_path / "none", **overrides, **{"data.num_workers": 0}), train_dataset=ColourClips(64))
+    two = fit(smoke(tmp_path / "two", **overrides, **{"data.num_workers": 2}), train_dataset=ColourClips(64))
+    assert [(k["num_workers"], k["persistent_workers"]) for k in made] == [(0, False), (2, True)]
+    assert records(tmp_path / "none") == records(tmp_path / "two")
+    for key, value in none.model.state_dict().items():
+        assert torch.equal(value, two.model.state_dict()[key]), key
+
+    class PerEpoch(ColourClips):
+        def set_epoch(self, epoch: int) -> None:
+            self.seed = epoch
+
+    fit(smoke(tmp_path / "per-epoch", **{"optim.epochs": 1, "data.num_workers": 1}), train_dataset=PerEpoch(64))
+    assert made[-1]["persistent_workers"] is False
+
+
+# -- checkpoints every few epochs ------------------------------------------------------------------
+
+def test_checkpoint_epochs_spaces_the_epoch_end_checkpoints(tmp_path):
+    from tsf.train.checkpoint import list_checkpoints
+
+    cfg = smoke(tmp_path / "run", **{"optim.epochs": 5, "checkpoint_epochs": 2, "keep_checkpoints": 10})
+    result = fit(cfg, train_dataset=ColourClips(64))
+    assert [c.name for c in list_checkpoints(tmp_path / "run")] == [f"step-{s:08d}" for s in (8, 16, 20)]
+    # a run stopped at an epoch's end between them still leaves a checkpoint there, and resumes exactly
+    part = smoke(tmp_path / "part", **{"optim.epochs": 5, "checkpoint_epochs": 2, "stop_after_steps": 12})
+    stopped = fit(part, train_dataset=ColourClips(64))
+    assert stopped.interrupted and stopped.checkpoint.name == "step-00000012"
+    rest = fit(smoke(tmp_path / "part", **{"optim.epochs": 5, "checkpoint_epochs": 2}), train_dataset=ColourClips(64),
+               resume=True)
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(value, rest.model.state_dict()[key]), key
+    assert TrainConfig().checkpoint_epochs == 1

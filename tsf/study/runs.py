@@ -31,8 +31,8 @@ from .metrics import cached_clips, held_out_scores, initial_model, scores_on
 
 log = logging.getLogger(__name__)
 
-_VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-             "stop_after_steps")
+_VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "checkpoint_epochs", "keep_checkpoints",
+             "eval_every", "stop_after_steps")
 
 
 def config_key(config: TrainConfig) -> str:

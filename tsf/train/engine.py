@@ -119,10 +119,22 @@ def _local_gpu(local_rank: int, local_world: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def _autocast(config: TrainConfig, device: torch.device):
+def run_autocast(config: TrainConfig, device: torch.device):
     """The run's precision: ``auto`` is bf16 autocast on CUDA, float32 on a CPU."""
     auto = "bf16" if device.type == "cuda" else "fp32"
     return autocast(device, auto if config.precision == "auto" else config.precision)
+
+
+def loader_workers(requested: int, device: torch.device, processes: int = 1) -> int:
+    """DataLoader workers: ``requested`` if it is >= 0; ``-1`` (auto) is none on a CPU, where the
+    cores train and the clips are made in the training process, and on CUDA every core this
+    process may use but one (shared among the ``processes`` on the machine), for the clips."""
+    if requested >= 0:
+        return requested
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, processes) - 1)
 
 
 def environment(proc: _Proc) -> dict[str, Any]:
@@ -366,10 +378,15 @@ class _Run:
             write_json_atomic(self.run_dir / "config.json", config.to_dict())
             write_json_atomic(self.run_dir / "env.json", environment(proc))
             _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+        self.workers = loader_workers(config.data.num_workers, proc.device,
+                                      int(os.environ.get("LOCAL_WORLD_SIZE", proc.world)))
+        # Workers live through the epochs (every clip's seed comes from the sampler, in this process),
+        # unless the dataset itself changes each epoch (set_epoch): then each epoch sends it afresh.
+        persistent = self.workers > 0 and not hasattr(self.train_dataset, "set_epoch")
         self.loader = DataLoader(SeededDataset(self.train_dataset), batch_size=config.optim.batch_size,
-                                 sampler=self.sampler, num_workers=config.data.num_workers,
-                                 pin_memory=proc.device.type == "cuda", persistent_workers=False)
-        self.autocast = _autocast(config, proc.device)
+                                 sampler=self.sampler, num_workers=self.workers,
+                                 pin_memory=proc.device.type == "cuda", persistent_workers=persistent)
+        self.autocast = run_autocast(config, proc.device)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -461,8 +478,9 @@ class _Run:
         bar.close()
         return running.read()
 
-    def end_epoch(self, epoch: int, running: Sums) -> None:
-        """The epoch's summary (training sums, the held-out scores when due), logged; a checkpoint."""
+    def end_epoch(self, epoch: int, running: Sums, stop: _StopFlag) -> bool:
+        """The epoch's summary (training sums, the held-out scores when due), logged; a checkpoint
+        every ``checkpoint_epochs`` epochs, at the last and when the run stops here. Whether it stops."""
         config, proc = self.config, self.proc
         (total,) = _summed(proc, running)
         summary: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": self.step,
@@ -473,18 +491,22 @@ class _Run:
                 last_epoch or (config.eval_every and (epoch + 1) % config.eval_every == 0)):
             with self.autocast:
                 scores = evaluate(self.model, self.val_dataset, batch_size=config.optim.batch_size,
-                                  device=proc.device, progress=False, num_workers=config.data.num_workers)
+                                  device=proc.device, progress=False, num_workers=self.workers)
             summary.update({"val_loss": scores["loss"], "val_acc": scores["top1"], "val_top5": scores["top5"]})
         self.history.append(summary)
         if proc.main:
             _append(self.run_dir / "metrics.jsonl", summary)
             log.info("epoch %d: %s", epoch + 1, {k: v for k, v in summary.items() if k != "event"})
-        self.checkpoint(epoch + 1, 0, Sums())
+        stopping = self.should_stop(stop)
+        if last_epoch or stopping or (epoch + 1) % max(1, config.checkpoint_epochs) == 0:
+            self.checkpoint(epoch + 1, 0, Sums())
+        return stopping
 
     # -- after the loop -------------------------------------------------------------------
 
     def finish(self) -> TrainResult:
         """A finished run writes the model and ``result.json``; the model comes back in eval mode."""
+        self.loader = None  # its persistent workers end with the run
         if self.proc.main and not self.interrupted:
             save_pretrained(self.model, self.run_dir / "model")
             if self.classes is not None:
@@ -518,8 +540,7 @@ def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_datase
             running = run.train_epoch(epoch, stop)
             if run.interrupted:
                 break
-            run.end_epoch(epoch, running)
-            if run.should_stop(stop) and epoch < config.optim.epochs - 1:
+            if run.end_epoch(epoch, running, stop) and epoch < config.optim.epochs - 1:
                 run.interrupted = True
                 break
     return run.finish()
