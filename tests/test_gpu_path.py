@@ -167,3 +167,28 @@ def test_checkpoint_epochs_spaces_the_epoch_end_checkpoints(tmp_path):
     for key, value in result.model.state_dict().items():
         assert torch.equal(value, rest.model.state_dict()[key]), key
     assert TrainConfig().checkpoint_epochs == 1
+
+
+# -- the command line's devices ----------------------------------------------------------------------
+
+def test_pick_device():
+    assert engine.pick_device("cpu") == torch.device("cpu")
+    assert engine.pick_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="auto, cpu, cuda or cuda:N"):
+        engine.pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            engine.pick_device("cuda:0")
+
+
+def test_eval_and_predict_take_a_device(tmp_path, capsys):
+    from tsf.__main__ import main
+
+    cfg = smoke(tmp_path / "run", **{"optim.epochs": 1, "data.train_samples": 32, "data.val_samples": 16})
+    fit(cfg)
+    assert main(["eval", str(tmp_path / "run" / "model"), "--device", "cpu", "--output", str(tmp_path / "e.json")]) == 0
+    assert json.loads(capsys.readouterr().out.split("\nfull report")[0])["videos"] == 16
+    if not torch.cuda.is_available():
+        for command in (["eval", str(tmp_path / "run" / "model")], ["predict", str(tmp_path / "run" / "model"), "x.mp4"]):
+            assert main([*command, "--device", "cuda"]) == 2
+            assert "CUDA is not available" in capsys.readouterr().err

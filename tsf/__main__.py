@@ -30,7 +30,7 @@ from .data.synthetic import SPLITS, TASKS, make_synthetic
 from .data.video import QUALITIES, SAMPLINGS, ClipSampling, VideoError
 from .explain import METHODS
 from .reproduce import main as reproduce_main
-from .train import evaluate, fit, load_config
+from .train import evaluate, fit, load_config, pick_device
 from .train.checkpoint import read_classes
 from .train.config import TRAIN_PRESETS, DataConfig
 from .train.data import held_out_dataset
@@ -103,7 +103,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    model = load_pretrained(args.checkpoint)
+    device = pick_device(args.device)
+    model = load_pretrained(args.checkpoint).to(device)
     data = None
     if args.annotations:
         data = DataConfig(kind=args.kind, val_annotations=args.annotations, root=args.root or "", labels=args.labels or "",
@@ -111,7 +112,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           on_error="skip" if args.skip_bad else "raise")
     dataset = held_out_dataset(args.checkpoint, model.config, data, test_clips=args.clips)
     output = args.output or str(Path(args.checkpoint) / "eval.json")
-    scores = evaluate(model, dataset, batch_size=args.batch_size, num_workers=args.workers,
+    scores = evaluate(model, dataset, batch_size=args.batch_size, num_workers=args.workers, device=device,
                       classes=read_classes(args.checkpoint), output=output)
     print(json.dumps({k: scores[k] for k in ("videos", "views_per_video", "top1", "top5", "clip_top1", "loss")},
                      indent=2))
@@ -120,10 +121,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    model = load_pretrained(args.checkpoint)
+    device = pick_device(args.device)
+    model = load_pretrained(args.checkpoint).to(device)
     names = class_names(args.checkpoint, args.labels, model.config.num_classes)
     results = predict_videos(model, args.videos, classes=names, topk=args.topk, num_clips=args.clips,
-                             num_crops=args.crops, sampling=args.sampling, sampling_rate=args.sampling_rate)
+                             num_crops=args.crops, sampling=args.sampling, sampling_rate=args.sampling_rate,
+                             device=device)
     for r in results:
         print(f"{r.path}  ({r.views} views)")
         for rank, (name, p) in enumerate(r.top, 1):
@@ -276,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--clips", type=int, default=1, help="temporal clips per video (x 3 spatial crops)")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument("--device", default="auto", help="auto (the GPU if there is one) | cpu | cuda | cuda:N")
     ev.add_argument("--skip-bad", action="store_true", help="skip unreadable videos (counted) instead of stopping")
     ev.add_argument("--output", help="JSON report (default: CHECKPOINT/eval.json)")
     ev.set_defaults(func=_cmd_eval)
@@ -289,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--crops", type=int, default=3, help="spatial crops")
     pr.add_argument("--sampling", default="dense", choices=SAMPLINGS)
     pr.add_argument("--sampling-rate", type=int, default=32)
+    pr.add_argument("--device", default="auto", help="auto (the GPU if there is one) | cpu | cuda | cuda:N")
     pr.set_defaults(func=_cmd_predict)
 
     rp = sub.add_parser("reproduce", help="run the study notebooks through papermill (what make reproduce does)")

@@ -86,14 +86,22 @@ class _Proc:
         return self.rank == 0
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU where CUDA is available, else the CPU; or ``cpu``, ``cuda``, ``cuda:N``.
+    CUDA asked for where there is none is an error (a clear one, before anything runs)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not name.startswith(("cpu", "cuda")):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
 def _setup(config: TrainConfig) -> _Proc:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if config.device == "auto":
-        cuda = torch.cuda.is_available()
-    else:
-        cuda = config.device.startswith("cuda")
-        if cuda and not torch.cuda.is_available():
-            raise ValueError(f"device {config.device!r} asked for, but CUDA is not available")
+    cuda = pick_device(config.device).type == "cuda"
     if world > 1:
         device = torch.device("cpu")
         if cuda:  # the device first: NCCL's communicator binds to the current device when it starts
@@ -103,11 +111,7 @@ def _setup(config: TrainConfig) -> _Proc:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
         return _Proc(dist.get_rank(), world, device, True)
-    if cuda:
-        device = torch.device(config.device if config.device.startswith("cuda:") else "cuda")
-    else:
-        device = torch.device("cpu")
-    return _Proc(0, 1, device, False)
+    return _Proc(0, 1, pick_device(config.device), False)
 
 
 def _local_gpu(local_rank: int, local_world: int) -> torch.device:
