@@ -192,3 +192,32 @@ def test_eval_and_predict_take_a_device(tmp_path, capsys):
         for command in (["eval", str(tmp_path / "run" / "model")], ["predict", str(tmp_path / "run" / "model"), "x.mp4"]):
             assert main([*command, "--device", "cuda"]) == 2
             assert "CUDA is not available" in capsys.readouterr().err
+
+
+# -- the cost notebook on a GPU ------------------------------------------------------------------------
+
+def test_measured_time_says_its_precision_and_the_memory_note_what_measured_it(monkeypatch, tmp_path):
+    pytest.importorskip("pandas")  # the study's optional dependencies (the notebooks extra)
+    from tsf.study import cost
+
+    auto = cost.measure_time("tiny", ("divided",), batch_size=2, repeats=1, warmup=0)
+    assert set(auto.precision) == {"fp32"} and set(auto.device) == {"cpu"}  # what the study trains in on a CPU
+    bf16 = cost.measure_time("tiny", ("divided",), batch_size=2, repeats=1, warmup=0, precision="bf16")
+    assert set(bf16.precision) == {"bf16"}
+    assert cost.memory_note(False) == "No GPU measured it here."
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H200")
+    assert "NVIDIA H200" in cost.memory_note(True) and "No GPU" not in cost.memory_note(True)
+
+
+def test_the_memory_panel_draws_measured_memory_labelled_as_such(tmp_path):
+    pytest.importorskip("matplotlib")
+    from tsf.study import cost
+    from tsf.study.report import Output
+
+    flops = cost.flops_curves(crops=(224, 336), frames=(8, 16))
+    measured = flops.assign(peak_gb=flops.train_memory_gb / 4, oom=flops.value == 16, gpu="NVIDIA H200")
+    fig = cost.plot_flops(flops, Output.create(tmp_path, "gpu"), measured=measured)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert any("measured, NVIDIA H200" in label for label in labels)
+    assert not any("analytic" in label for label in labels)
+    assert (tmp_path / "cost_flops.png").is_file()
