@@ -221,3 +221,52 @@ def test_the_memory_panel_draws_measured_memory_labelled_as_such(tmp_path):
     assert any("measured, NVIDIA H200" in label for label in labels)
     assert not any("analytic" in label for label in labels)
     assert (tmp_path / "cost_flops.png").is_file()
+
+
+# -- the benchmark: results after each case, a budget, the targets' verdicts ----------------------
+
+def test_bench_writes_after_each_case_and_skips_what_no_longer_fits(monkeypatch, tmp_path):
+    from tsf.bench import models
+
+    clock = [0.0]  # each case takes 10 s of a fake clock
+
+    def fake_case(case, **kwargs):
+        clock[0] += 10.0
+        return {"case": {"name": case.name}, "rows": []}
+
+    monkeypatch.setattr(models, "run_case", fake_case)
+    monkeypatch.setattr(models.time, "perf_counter", lambda: clock[0])
+    seen = []
+    cases = [models.Case(f"c{i}", "tiny") for i in range(4)]
+    result = models.run_bench(cases, budget=25, progress=False,
+                              on_case=lambda so_far: seen.append([c["case"]["name"] for c in so_far["cases"]]))
+    assert seen == [["c0"], ["c0", "c1"]]  # written as each case ends; c2 would end at 30 s > 25
+    assert [s["case"] for s in result["skipped"]] == ["c2", "c3"]
+    assert result["skipped"][0]["why"] == "20 s of the 25 s budget spent; the longest case took 10 s"
+    assert models.run_bench(cases[:2], progress=False).get("skipped") is None
+
+
+def _gpu_result(train_ratio: float, infer_mfu: float) -> dict:
+    case = {"name": "base-bf16", "preset": "base", "precision": "bf16", "compile": False,
+            "schemes": ["divided"], "modes": ["train", "infer"]}
+    rows = [{"impl": impl, "scheme": "divided", "mode": mode, "batch_size": 64, "clips_per_s": rate,
+             "clips_per_s_q1": rate, "clips_per_s_q3": rate, "mfu": mfu}
+            for impl, mode, rate, mfu in (("tsf", "train", 100.0 * train_ratio, 0.4), ("hf", "train", 100.0, 0.2),
+                                          ("tsf", "infer", 900.0, infer_mfu), ("hf", "infer", 500.0, 0.3))]
+    return {"device": "cuda", "cases": [{"case": case, "threads": 16, "rows": rows,
+                                         "tsf_over_hf": {"divided/train": train_ratio, "divided/infer": 1.8},
+                                         "matmul": {"tflops": 790.0, "dtype": "bfloat16", "threads": 16}}]}
+
+
+def test_bench_prints_the_gpu_targets_verdicts():
+    from tsf.bench import models
+
+    lines = models.format_results(_gpu_result(2.4, 0.55)).splitlines()
+    train = next(line for line in lines if "divided: training at least 2x Hugging Face's" in line)
+    infer = next(line for line in lines if "divided: inference at least 50% of the bf16 matmul rate" in line)
+    assert train.split()[-2:] == ["2.40x", "yes"] and infer.split()[-2:] == ["55%", "yes"]
+    assert [v["verdict"] for v in models.verdicts(_gpu_result(2.4, 0.55))] == ["yes", "yes"]
+    assert [v["verdict"] for v in models.verdicts(_gpu_result(1.5, 0.3))] == ["no", "no"]
+    assert models.verdicts({**_gpu_result(2.4, 0.55), "device": "cpu"}) == []  # GPU targets
+    cut = {**_gpu_result(2.4, 0.55), "skipped": [{"case": "hr-bf16", "why": "..."}, {"case": "large-bf16"}]}
+    assert models.format_results(cut).endswith("skipped (--budget): hr-bf16, large-bf16")

@@ -217,7 +217,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     result = bench_models.run_bench(cases, device=device, memory=not args.no_memory,
                                     with_memory_curves=args.memory_curves, progress=not args.json,
-                                    command=_command(args), note=args.note)
+                                    command=_command(args), note=args.note, budget=args.budget,
+                                    on_case=(lambda so_far: bench_models.write_merged(args.out, so_far)) if args.out
+                                    else None)
     if args.out:
         result = bench_models.write_merged(args.out, result)
     if args.figure:
@@ -399,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--out", default=None, help="JSON file to write (cases of the same name in it are replaced)")
     bn.add_argument("--figure", default=None, help="PNG of clips/s per case (and NAME_memory.png for the curves)")
     bn.add_argument("--note", default=None, help="a line kept in the result file (e.g. what code was measured)")
+    bn.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                    help="skip the cases that no longer fit in this many seconds (--out is written after each case)")
     bn.add_argument("--list", action="store_true", help="list the cases and exit")
     bn.add_argument("--json", action="store_true")
     bn.set_defaults(func=_cmd_bench)
