@@ -270,3 +270,28 @@ def test_bench_prints_the_gpu_targets_verdicts():
     assert models.verdicts({**_gpu_result(2.4, 0.55), "device": "cpu"}) == []  # GPU targets
     cut = {**_gpu_result(2.4, 0.55), "skipped": [{"case": "hr-bf16", "why": "..."}, {"case": "large-bf16"}]}
     assert models.format_results(cut).endswith("skipped (--budget): hr-bf16, large-bf16")
+
+
+# -- the study's held-out scores ------------------------------------------------------------------------
+
+def test_held_out_scores_are_fits_evaluation_with_the_same_logits(tmp_path):
+    """The study scores held-out clips through evaluate (bf16 and workers on a GPU); on a CPU the
+    logits are those of the plain float32 loop it replaced, with or without workers."""
+    import dataclasses
+
+    from tsf.data.synthetic import SyntheticVideos
+    from tsf.model import TimeSformer
+    from tsf.study.metrics import cached_clips, predict_logits
+    from tsf.study.presets import study_preset
+
+    config = study_preset("smoke").train_config("motion", "divided", 0)
+    torch.manual_seed(0)
+    model = TimeSformer(config.model.replace(num_classes=10)).eval()
+    data = SyntheticVideos("motion", 70, num_frames=config.model.num_frames, size=config.model.img_size)
+    with torch.no_grad():
+        want = torch.cat([model(torch.stack([data[i][0] for i in range(a, min(a + 64, 70))])) for a in (0, 64)])
+    logits, labels = predict_logits(model, data, config)
+    assert torch.equal(logits, want) and labels.tolist() == [i % 10 for i in range(70)]
+    workers = dataclasses.replace(config, data=dataclasses.replace(config.data, num_workers=2))
+    assert torch.equal(predict_logits(model, data, workers)[0], want)
+    assert torch.equal(predict_logits(model, cached_clips(data, 70), workers)[0], want)  # in memory: no workers

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..train import TrainConfig, fit
+from ..train import TrainConfig, fit, pick_device
 from ..train.checkpoint import write_json_atomic
 from ..train.config import DataConfig
 from ..train.data import build_datasets
@@ -81,7 +81,8 @@ def _fit_with_curve(config: TrainConfig, every: int):
     path = _curve_file(Path(config.output_dir))
     curve = json.loads(path.read_text()) if path.is_file() else []
     if not curve:
-        curve.append({"step": 0, **scores_on(initial_model(config, train), clips, config)})
+        start = initial_model(config, train).to(pick_device(config.device))  # scored where the run trains
+        curve.append({"step": 0, **scores_on(start, clips, config)})
     while True:
         stop = curve[-1]["step"] + every
         result = fit(TrainConfig.from_dict({**config.to_dict(), "stop_after_steps": stop}), resume=True)
