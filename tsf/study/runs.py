@@ -31,6 +31,9 @@ from .metrics import cached_clips, held_out_scores, initial_model, scores_on
 
 log = logging.getLogger(__name__)
 
+#: what an experiment asks the cache for: ``{name: config}``, and ``{name: its table columns}``
+Specs = tuple[dict[str, TrainConfig], dict[str, dict[str, Any]]]
+
 _VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "checkpoint_epochs", "keep_checkpoints",
              "eval_every", "stop_after_steps")
 
