@@ -135,7 +135,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    return reproduce_main(args.preset, args.only, args.seed, args.run_dir, args.figures_dir)
+    return reproduce_main(args.preset, args.only, args.seed, args.run_dir, args.figures_dir, dry=args.dry_run)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -299,11 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=_cmd_predict)
 
     rp = sub.add_parser("reproduce", help="run the study notebooks through papermill (what make reproduce does)")
-    rp.add_argument("--preset", default="cpu", help="smoke (minutes) | cpu (the committed study, <= 1 h on 2 cores) | gpu")
+    rp.add_argument("--preset", default="cpu", help="smoke (minutes) | cpu (the committed study, <= 1 h on 2 cores) | "
+                                                    "gpu (one H200, <= 8 min) | gpu-full (hours on a GPU)")
     rp.add_argument("--only", nargs="+", metavar="NAME", help="some notebooks (a name or part of one, e.g. cost)")
     rp.add_argument("--seed", type=int, default=0, help="first training seed")
     rp.add_argument("--run-dir", help="executed notebooks and the run cache (default: runs/reproduce-PRESET)")
     rp.add_argument("--figures-dir", help="tables, figures and SUMMARY.md (default: figures/PRESET)")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="run nothing: print each notebook's runs, FLOPs and estimated time (tsf/study/plan.py)")
     rp.set_defaults(func=_cmd_reproduce)
 
     cal = sub.add_parser("calibrate", help="the runs behind the study's set-up: what the budget can learn")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .provenance import label
-from .bench.table import format_table
+from .bench.table import format_minutes, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -95,24 +95,19 @@ def _failing_cell(notebook: Path, exec_count: int | None) -> tuple[int | None, s
     return None, "?"
 
 
-def _fmt(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m{s:02d}s"
-
-
 def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: int = 0,
               run_dir: str | Path | None = None, figures_dir: str | Path | None = None,
               notebooks_dir: str | Path = NOTEBOOK_DIR, echo: Callable[[str], Any] = print) -> list[NotebookRun]:
     """Execute the study notebooks at ``preset``; returns what ran, writes ``SUMMARY.md``."""
     # papermill, and the study's pandas, are optional (the notebooks extra): imported when the study runs
-    import papermill as pm
+    from .study.presets import study_preset
+
+    study_preset(preset).check_device()  # a GPU preset without a GPU stops here, before anything else
+    import papermill as pm  # optional, as above
     from papermill.exceptions import PapermillExecutionError
     from .study import default_runs_dir
-    from .study.presets import STUDY_PRESETS
     from .study.report import write_summary
 
-    if preset not in STUDY_PRESETS:
-        raise ValueError(f"unknown study preset {preset!r}; choose one of {sorted(STUDY_PRESETS)}")
     names = select(only)
     run_dir = Path(run_dir or default_runs_dir(preset)).resolve()
     figures = Path(figures_dir or ROOT / "figures" / preset).resolve()
@@ -138,7 +133,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
                 f"{err.ename}: {err.evalue.strip()[:500]}\n  partial output kept in {target}") from None
         seconds = time.perf_counter() - t0
         done.append(NotebookRun(name, seconds, target))
-        echo(f"[{i}/{len(names)}] {name}: done in {_fmt(seconds)}")
+        echo(f"[{i}/{len(names)}] {name}: done in {format_minutes(seconds)}")
     summary = write_summary(figures)
     timing = {"preset": preset, "notebooks": {r.name: round(r.seconds, 1) for r in done},
               "total_seconds": round(time.perf_counter() - start, 1), "python": platform.python_version(),
@@ -147,19 +142,32 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     timing["machine"] = label()
     if not only:
         (figures / "reproduce.json").write_text(json.dumps(timing, indent=2))
-    echo(f"all {len(done)} notebooks done in {_fmt(timing['total_seconds'])}; summary: {summary}")
+    echo(f"all {len(done)} notebooks done in {format_minutes(timing['total_seconds'])}; summary: {summary}")
     return done
 
 
 def timing_table(timing: dict[str, Any]) -> str:
     """``reproduce.json`` as the README's table: minutes per notebook and in all, with where it ran."""
-    rows = [{"notebook": name, "time": _fmt(seconds)} for name, seconds in timing["notebooks"].items()]
-    rows.append({"notebook": "all", "time": _fmt(timing["total_seconds"])})
+    rows = [{"notebook": name, "time": format_minutes(seconds)} for name, seconds in timing["notebooks"].items()]
+    rows.append({"notebook": "all", "time": format_minutes(timing["total_seconds"])})
     table = format_table(rows, [("notebook", "notebook", "s"), ("time", "time", ">s")])
     return f"{table}\n`{timing['command']}` on {timing['machine']}, {timing['date']}"
 
 
-def main(preset: str, only: Sequence[str] | None, seed: int, run_dir: str | None, figures_dir: str | None) -> int:
+def dry_run(preset: str) -> str:
+    """What ``preset`` trains, notebook by notebook: runs, steps, clips, FLOPs and an estimated time."""
+    # the study needs pandas (the notebooks extra): imported when asked for
+    from .study.plan import format_plan
+    from .study.presets import study_preset
+
+    return format_plan(study_preset(preset))
+
+
+def main(preset: str, only: Sequence[str] | None, seed: int, run_dir: str | None, figures_dir: str | None,
+         dry: bool = False) -> int:
+    if dry:
+        print(dry_run(preset))
+        return 0
     try:
         reproduce(preset, only, seed=seed, run_dir=run_dir, figures_dir=figures_dir)
     except ReproduceError as err:
