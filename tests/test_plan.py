@@ -96,3 +96,31 @@ def test_a_gpu_preset_without_cuda_fails_at_once(monkeypatch, capsys):
         assert "sized for a CUDA GPU and none is visible here" in err and "--dry-run" in err
     assert main(["reproduce", "--preset", "gpu-small"]) == 2
     assert "unknown study preset 'gpu-small'" in capsys.readouterr().err
+
+
+def test_make_reproduce_with_another_python_builds_no_venv_and_imports_the_tree_by_absolute_path():
+    import subprocess
+
+    from tsf.reproduce import ROOT
+
+    def recipe(*args: str) -> str:
+        return subprocess.run(["make", "--no-print-directory", "-s", "-n", *args], capture_output=True, text=True,
+                              cwd=ROOT, check=True).stdout
+
+    gpu = recipe("reproduce", "PRESET=gpu", "PY=python3")
+    assert "venv" not in gpu and "pip install" not in gpu
+    assert gpu.strip().startswith(f'PYTHONPATH="{ROOT}:') and gpu.strip().endswith("python3 -m tsf reproduce --preset gpu")
+    assert recipe("reproduce").strip().endswith(".venv/bin/python -m tsf reproduce --preset cpu")
+    check = recipe("gpu-check", "CHECK_ARGS=--dry-run")
+    assert f'PYTHONPATH="{ROOT}:' in check and "python3 tools/gpu_check.py --out gpu-check --dry-run" in check
+
+
+def test_the_notebooks_kernel_gets_the_repository_on_an_absolute_pythonpath(tmp_path, monkeypatch):
+    import os
+
+    from tsf.reproduce import ROOT, kernel_pythonpath
+
+    monkeypatch.chdir(tmp_path)
+    path = kernel_pythonpath(os.pathsep.join(["site", "/opt/x", "", str(ROOT)]))
+    assert path.split(os.pathsep) == [str(ROOT), str(tmp_path / "site"), "/opt/x"]
+    assert kernel_pythonpath("") == str(ROOT)

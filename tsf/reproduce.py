@@ -9,7 +9,9 @@ run with the notebook, the cell and the error named; its partial output stays on
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import sys
 import time
@@ -52,6 +54,28 @@ def __getattr__(name: str):  # jupyter_client imports LocalKernelManager by name
     if name == "LocalKernelManager":
         return _local_kernel_manager()
     raise AttributeError(name)
+
+
+def kernel_pythonpath(current: str, root: Path = ROOT) -> str:
+    """``PYTHONPATH`` for the notebooks' kernels: the repository first, then ``current``'s entries made
+    absolute. The kernels start in ``notebooks/``, where a relative entry would point elsewhere, and
+    on a machine where tsf is not installed (a GPU machine's own torch) this is how they import it."""
+    entries = [str(root)] + [str(Path(e).resolve()) for e in current.split(os.pathsep) if e]
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
+@contextlib.contextmanager
+def _kernel_environment():
+    """The kernels started inside see :func:`kernel_pythonpath`; this process's environment is restored after."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = kernel_pythonpath(before or "")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 class ReproduceError(RuntimeError):
@@ -123,9 +147,10 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
         echo(f"[{i}/{len(names)}] {name}: running at preset {preset} ...")
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(source), str(target), parameters=params, kernel_name="python3",
-                                progress_bar=False, cwd=str(Path(notebooks_dir)),
-                                kernel_manager_class="tsf.reproduce.LocalKernelManager")
+            with _kernel_environment():
+                pm.execute_notebook(str(source), str(target), parameters=params, kernel_name="python3",
+                                    progress_bar=False, cwd=str(Path(notebooks_dir)),
+                                    kernel_manager_class="tsf.reproduce.LocalKernelManager")
         except PapermillExecutionError as err:
             number, first = _failing_cell(target, err.exec_count)
             raise ReproduceError(
