@@ -295,3 +295,19 @@ def test_held_out_scores_are_fits_evaluation_with_the_same_logits(tmp_path):
     workers = dataclasses.replace(config, data=dataclasses.replace(config.data, num_workers=2))
     assert torch.equal(predict_logits(model, data, workers)[0], want)
     assert torch.equal(predict_logits(model, cached_clips(data, 70), workers)[0], want)  # in memory: no workers
+
+
+def test_study_runs_on_a_gpu_get_their_share_of_the_cores_as_workers(tmp_path):
+    import dataclasses
+
+    from tsf.study.presets import study_preset
+    from tsf.study.runs import Runs, config_key
+
+    runs = Runs(tmp_path, workers=2, gpu_workers=4)
+    config = study_preset("gpu").train_config("motion", "divided", 0)
+    job = runs._job("motion-divided-s0", config, data_workers=3)
+    assert (job.data.num_workers, job.progress, job.output_dir) == (3, False, str(runs.path("motion-divided-s0", config)))
+    assert config_key(job) == config_key(config)  # the same run, whatever its workers and folder
+    fixed = dataclasses.replace(config, data=dataclasses.replace(config.data, num_workers=0))
+    assert runs._job("x", fixed, data_workers=3).data.num_workers == 0  # a config's own choice stands
+    assert runs._job("x", config, data_workers=None).data.num_workers == -1  # on a CPU: the engine's default
