@@ -311,3 +311,21 @@ def test_study_runs_on_a_gpu_get_their_share_of_the_cores_as_workers(tmp_path):
     fixed = dataclasses.replace(config, data=dataclasses.replace(config.data, num_workers=0))
     assert runs._job("x", fixed, data_workers=3).data.num_workers == 0  # a config's own choice stands
     assert runs._job("x", config, data_workers=None).data.num_workers == -1  # on a CPU: the engine's default
+
+
+def test_a_study_run_stopped_by_a_signal_is_not_cached_as_finished(tmp_path, monkeypatch):
+    """A SIGTERM mid-run (seen once under papermill on the shared machine) leaves a checkpoint and no
+    study.json: the cache resumes the run next time instead of reading a run that never finished."""
+    from tsf.study import runs as study_runs
+
+    real = study_runs.fit
+
+    def stopped(config, **kwargs):
+        result = real(TrainConfig.from_dict({**config.to_dict(), "stop_after_steps": 2}), **kwargs)
+        return result
+
+    monkeypatch.setattr(study_runs, "fit", stopped)
+    config = smoke(tmp_path / "run", **{"optim.epochs": 1})
+    with pytest.raises(RuntimeError, match="stopped at step 2 by a signal"):
+        study_runs._run_one(config.to_json(), "a-run", 1)
+    assert not (tmp_path / "run" / "study.json").exists() and (tmp_path / "run" / "checkpoints").is_dir()

@@ -92,7 +92,7 @@ def _fit_with_curve(config: TrainConfig, every: int):
         if result.steps > curve[-1]["step"]:
             curve.append({"step": result.steps, **scores_on(result.model, clips, config)})
             write_json_atomic(path, curve)
-        if not result.interrupted:
+        if not result.interrupted or result.steps < stop:  # done, or stopped by a signal before the stretch's end
             return result, curve
 
 
@@ -106,6 +106,9 @@ def _run_one(config_json: str, name: str, threads: int, curve_every: int = 0) ->
         result, _ = _fit_with_curve(config, curve_every)
     else:
         result = fit(config, resume=True)
+    if result.interrupted:  # a signal stopped it: no study.json, so the cache resumes it next time
+        raise RuntimeError(f"study run {name} was stopped at step {result.steps} by a signal; its checkpoint "
+                           f"{result.checkpoint} is kept, and the next call resumes it")
     seconds = time.perf_counter() - start
     scores = dict(result.final)
     scores.pop("event", None)
