@@ -5,8 +5,21 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PRESET  ?= cpu
 STAMP   := $(VENV)/.installed
+# Wheels brought to a machine without a registry (wheels.txt says which and how), installed apart:
+SITE    ?= /tmp/tsf-site
 
-.PHONY: venv test test-fast reproduce calibrate lab picture info clean
+# PY set to another Python (one whose torch is already installed, as a GPU machine's:
+# `make reproduce PRESET=gpu PY=python3`): no venv is built, and that Python imports this working
+# tree, and the wheels of `make gpu-deps`, through an absolute PYTHONPATH.
+ifeq ($(PY),$(VENV)/bin/python)
+NEED_VENV := $(STAMP)
+RUN       := $(PY)
+else
+NEED_VENV :=
+RUN       := PYTHONPATH="$(CURDIR):$(SITE)$${PYTHONPATH:+:$$PYTHONPATH}" $(PY)
+endif
+
+.PHONY: venv test test-fast reproduce calibrate lab picture info clean gpu-check gpu-deps
 
 venv: $(STAMP)
 
@@ -29,13 +42,13 @@ test-fast: $(STAMP)
 
 # The study: every notebook through papermill into runs/reproduce-$(PRESET)/, tables,
 # figures and SUMMARY.md into figures/$(PRESET)/. PRESET=smoke takes about a minute.
-reproduce: $(STAMP)
-	$(PY) -m tsf reproduce --preset $(PRESET)
+reproduce: $(NEED_VENV)
+	$(RUN) -m tsf reproduce --preset $(PRESET)
 
 # The runs behind the study's set-up (figures/$(PRESET)/calibration.csv): the study's set-up and the
 # authors' zero start on seeds 100-101, about 25 min at cpu; STEPS=all for the whole ladder (2 hours).
-calibrate: $(STAMP)
-	$(PY) -m tsf calibrate --preset $(PRESET) $(if $(STEPS),--steps $(STEPS))
+calibrate: $(NEED_VENV)
+	$(RUN) -m tsf calibrate --preset $(PRESET) $(if $(STEPS),--steps $(STEPS))
 
 # JupyterLab on the notebooks, this environment as the kernel, loopback only, token required.
 # The server hides a token it was given, so the URL with it is printed here, on a fixed port
@@ -70,6 +83,21 @@ picture: $(PICTURE)/run/model/model.safetensors
 
 info: $(STAMP)
 	$(PY) -m tsf info --all --preset base --num-classes 174
+
+# ---- a GPU machine: its own python3 and torch, no venv, no registry ------------------------------
+GPU_PY  ?= python3
+CHECK_OUT ?= gpu-check
+CHECK_ARGS ?=
+
+# The prepared check (tools/gpu_check.py): environment, correctness, the benchmark, the training
+# engine, the larger cases; at most 7 minutes, each stage's result in $(CHECK_OUT)/ as it ends.
+# `make gpu-check CHECK_ARGS=--dry-run` runs it on a CPU at tiny sizes in seconds (the suite does).
+gpu-check:
+	PYTHONPATH="$(CURDIR):$(SITE)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) tools/gpu_check.py --out $(CHECK_OUT) $(CHECK_ARGS)
+
+# The notebook stack from wheels/ (fetched elsewhere: see wheels.txt), into $(SITE), for make reproduce PY=...
+gpu-deps:
+	$(GPU_PY) -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(SITE) wheels/*.whl
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -32,7 +32,7 @@ from .data.synthetic import SPLITS, TASKS, make_synthetic
 from .data.video import QUALITIES, SAMPLINGS, ClipSampling, VideoError
 from .explain import METHODS
 from .reproduce import main as reproduce_main
-from .train import NonFiniteError, evaluate, fit, load_config
+from .train import NonFiniteError, evaluate, fit, load_config, pick_device
 from .train.checkpoint import read_classes
 from .train.config import TRAIN_PRESETS, DataConfig
 from .train.data import held_out_dataset, run_config_for
@@ -111,7 +111,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    model = load_pretrained(args.checkpoint)
+    device = pick_device(args.device)
+    model = load_pretrained(args.checkpoint).to(device)
     data = None
     if args.annotations:
         data = DataConfig(kind=args.kind, val_annotations=args.annotations, root=args.root or "", labels=args.labels or "",
@@ -119,7 +120,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           on_error="skip" if args.skip_bad else "raise")
     dataset = held_out_dataset(args.checkpoint, model.config, data, test_clips=args.clips)
     output = args.output or str(Path(args.checkpoint) / "eval.json")
-    scores = evaluate(model, dataset, batch_size=args.batch_size, num_workers=args.workers,
+    scores = evaluate(model, dataset, batch_size=args.batch_size, num_workers=args.workers, device=device,
                       classes=read_classes(args.checkpoint), output=output)
     print(json.dumps({k: scores[k] for k in ("videos", "views_per_video", "top1", "top5", "clip_top1", "loss")},
                      indent=2))
@@ -143,13 +144,15 @@ def _read_sampling(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    model = load_pretrained(args.checkpoint)
+    device = pick_device(args.device)
+    model = load_pretrained(args.checkpoint).to(device)
     names = class_names(args.checkpoint, args.labels, model.config.num_classes)
     sampling, rate = _read_sampling(args)
     if args.timeline:
         return _predict_timeline(args, model, names, rate)
     results = predict_videos(model, args.videos, classes=names, topk=args.topk, num_clips=args.clips,
-                             num_crops=args.crops, sampling=sampling, sampling_rate=rate, on_error="report")
+                             num_crops=args.crops, sampling=sampling, sampling_rate=rate, on_error="report",
+                             device=device)
     for r in results:
         if r.error:
             print(f"error: {r.path}: {r.error}", file=sys.stderr)
@@ -234,7 +237,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    return reproduce_main(args.preset, args.only, args.seed, args.run_dir, args.figures_dir)
+    return reproduce_main(args.preset, args.only, args.seed, args.run_dir, args.figures_dir, dry=args.dry_run)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -317,7 +320,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     result = bench_models.run_bench(cases, device=device, memory=not args.no_memory,
                                     with_memory_curves=args.memory_curves, progress=not args.json,
-                                    command=_command(args), note=args.note)
+                                    command=_command(args), note=args.note, budget=args.budget,
+                                    on_case=(lambda so_far: bench_models.write_merged(args.out, so_far)) if args.out
+                                    else None)
     if args.out:
         result = bench_models.write_merged(args.out, result)
     if args.figure:
@@ -379,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="slide a clip over the video: the top classes per window and a PNG of probability over time")
     pr.add_argument("--stride", type=float, default=None, help="timeline: seconds between windows (default: half a window)")
     pr.add_argument("--plot", default=None, help="timeline: the PNG (default: VIDEO's name with _timeline.png, here)")
+    pr.add_argument("--device", default="auto", help="auto (the GPU if there is one) | cpu | cuda | cuda:N")
     pr.set_defaults(func=_cmd_predict)
 
     ft = sub.add_parser("features", help="the final cls feature of every video (safetensors, with the file names)")
@@ -418,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--clips", type=int, default=1, help="temporal clips per video (x 3 spatial crops)")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument("--device", default="auto", help="auto (the GPU if there is one) | cpu | cuda | cuda:N")
     ev.add_argument("--skip-bad", action="store_true", help="skip unreadable videos (counted) instead of stopping")
     ev.add_argument("--output", help="JSON report (default: CHECKPOINT/eval.json)")
     ev.set_defaults(func=_cmd_eval)
@@ -481,11 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     make.set_defaults(func=_cmd_make_synthetic)
 
     rp = sub.add_parser("reproduce", help="run the study notebooks through papermill (what make reproduce does)")
-    rp.add_argument("--preset", default="cpu", help="smoke (minutes) | cpu (the committed study, <= 1 h on 2 cores) | gpu")
+    rp.add_argument("--preset", default="cpu", help="smoke (minutes) | cpu (the committed study, <= 1 h on 2 cores) | "
+                                                    "gpu (one H200, <= 8 min) | gpu-full (hours on a GPU)")
     rp.add_argument("--only", nargs="+", metavar="NAME", help="some notebooks (a name or part of one, e.g. cost)")
     rp.add_argument("--seed", type=int, default=0, help="first training seed")
     rp.add_argument("--run-dir", help="executed notebooks and the run cache (default: runs/reproduce-PRESET)")
     rp.add_argument("--figures-dir", help="tables, figures and SUMMARY.md (default: figures/PRESET)")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="run nothing: print each notebook's runs, FLOPs and estimated time (tsf/study/plan.py)")
     rp.set_defaults(func=_cmd_reproduce)
 
     cal = sub.add_parser("calibrate", help="the runs behind the study's set-up: what the budget can learn")
@@ -519,6 +529,8 @@ def _add_bench_commands(sub) -> None:
     bn.add_argument("--out", default=None, help="JSON file to write (cases of the same name in it are replaced)")
     bn.add_argument("--figure", default=None, help="PNG of clips/s per case (and NAME_memory.png for the curves)")
     bn.add_argument("--note", default=None, help="a line kept in the result file (e.g. what code was measured)")
+    bn.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                    help="skip the cases that no longer fit in this many seconds (--out is written after each case)")
     bn.add_argument("--list", action="store_true", help="list the cases and exit")
     bn.add_argument("--json", action="store_true")
     bn.set_defaults(func=_cmd_bench)

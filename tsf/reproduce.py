@@ -9,7 +9,9 @@ run with the notebook, the cell and the error named; its partial output stays on
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import sys
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .provenance import label
-from .bench.table import format_table
+from .bench.table import format_minutes, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -52,6 +54,28 @@ def __getattr__(name: str):  # jupyter_client imports LocalKernelManager by name
     if name == "LocalKernelManager":
         return _local_kernel_manager()
     raise AttributeError(name)
+
+
+def kernel_pythonpath(current: str, root: Path = ROOT) -> str:
+    """``PYTHONPATH`` for the notebooks' kernels: the repository first, then ``current``'s entries made
+    absolute. The kernels start in ``notebooks/``, where a relative entry would point elsewhere, and
+    on a machine where tsf is not installed (a GPU machine's own torch) this is how they import it."""
+    entries = [str(root)] + [str(Path(e).resolve()) for e in current.split(os.pathsep) if e]
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
+@contextlib.contextmanager
+def _kernel_environment():
+    """The kernels started inside see :func:`kernel_pythonpath`; this process's environment is restored after."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = kernel_pythonpath(before or "")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 class ReproduceError(RuntimeError):
@@ -95,24 +119,19 @@ def _failing_cell(notebook: Path, exec_count: int | None) -> tuple[int | None, s
     return None, "?"
 
 
-def _fmt(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m{s:02d}s"
-
-
 def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: int = 0,
               run_dir: str | Path | None = None, figures_dir: str | Path | None = None,
               notebooks_dir: str | Path = NOTEBOOK_DIR, echo: Callable[[str], Any] = print) -> list[NotebookRun]:
     """Execute the study notebooks at ``preset``; returns what ran, writes ``SUMMARY.md``."""
     # papermill, and the study's pandas, are optional (the notebooks extra): imported when the study runs
-    import papermill as pm
+    from .study.presets import study_preset
+
+    study_preset(preset).check_device()  # a GPU preset without a GPU stops here, before anything else
+    import papermill as pm  # optional, as above
     from papermill.exceptions import PapermillExecutionError
     from .study import default_runs_dir
-    from .study.presets import STUDY_PRESETS
     from .study.report import write_summary
 
-    if preset not in STUDY_PRESETS:
-        raise ValueError(f"unknown study preset {preset!r}; choose one of {sorted(STUDY_PRESETS)}")
     names = select(only)
     run_dir = Path(run_dir or default_runs_dir(preset)).resolve()
     figures = Path(figures_dir or ROOT / "figures" / preset).resolve()
@@ -128,9 +147,10 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
         echo(f"[{i}/{len(names)}] {name}: running at preset {preset} ...")
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(source), str(target), parameters=params, kernel_name="python3",
-                                progress_bar=False, cwd=str(Path(notebooks_dir)),
-                                kernel_manager_class="tsf.reproduce.LocalKernelManager")
+            with _kernel_environment():
+                pm.execute_notebook(str(source), str(target), parameters=params, kernel_name="python3",
+                                    progress_bar=False, cwd=str(Path(notebooks_dir)),
+                                    kernel_manager_class="tsf.reproduce.LocalKernelManager")
         except PapermillExecutionError as err:
             number, first = _failing_cell(target, err.exec_count)
             raise ReproduceError(
@@ -138,7 +158,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
                 f"{err.ename}: {err.evalue.strip()[:500]}\n  partial output kept in {target}") from None
         seconds = time.perf_counter() - t0
         done.append(NotebookRun(name, seconds, target))
-        echo(f"[{i}/{len(names)}] {name}: done in {_fmt(seconds)}")
+        echo(f"[{i}/{len(names)}] {name}: done in {format_minutes(seconds)}")
     summary = write_summary(figures)
     timing = {"preset": preset, "notebooks": {r.name: round(r.seconds, 1) for r in done},
               "total_seconds": round(time.perf_counter() - start, 1), "python": platform.python_version(),
@@ -147,19 +167,32 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     timing["machine"] = label()
     if not only:
         (figures / "reproduce.json").write_text(json.dumps(timing, indent=2))
-    echo(f"all {len(done)} notebooks done in {_fmt(timing['total_seconds'])}; summary: {summary}")
+    echo(f"all {len(done)} notebooks done in {format_minutes(timing['total_seconds'])}; summary: {summary}")
     return done
 
 
 def timing_table(timing: dict[str, Any]) -> str:
     """``reproduce.json`` as the README's table: minutes per notebook and in all, with where it ran."""
-    rows = [{"notebook": name, "time": _fmt(seconds)} for name, seconds in timing["notebooks"].items()]
-    rows.append({"notebook": "all", "time": _fmt(timing["total_seconds"])})
+    rows = [{"notebook": name, "time": format_minutes(seconds)} for name, seconds in timing["notebooks"].items()]
+    rows.append({"notebook": "all", "time": format_minutes(timing["total_seconds"])})
     table = format_table(rows, [("notebook", "notebook", "s"), ("time", "time", ">s")])
     return f"{table}\n`{timing['command']}` on {timing['machine']}, {timing['date']}"
 
 
-def main(preset: str, only: Sequence[str] | None, seed: int, run_dir: str | None, figures_dir: str | None) -> int:
+def dry_run(preset: str) -> str:
+    """What ``preset`` trains, notebook by notebook: runs, steps, clips, FLOPs and an estimated time."""
+    # the study needs pandas (the notebooks extra): imported when asked for
+    from .study.plan import format_plan
+    from .study.presets import study_preset
+
+    return format_plan(study_preset(preset))
+
+
+def main(preset: str, only: Sequence[str] | None, seed: int, run_dir: str | None, figures_dir: str | None,
+         dry: bool = False) -> int:
+    if dry:
+        print(dry_run(preset))
+        return 0
     try:
         reproduce(preset, only, seed=seed, run_dir=run_dir, figures_dir=figures_dir)
     except ReproduceError as err:

@@ -7,6 +7,12 @@ from collections.abc import Sequence
 Column = tuple[str, str, str]  # (key, header, format spec); a spec starting with ">" right-aligns text
 
 
+def format_minutes(seconds: float) -> str:
+    """A duration as the tables show it: ``"7m05s"``."""
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s"
+
+
 def format_table(rows: Sequence[dict], columns: Sequence[Column], *, markdown: bool = False) -> str:
     """``rows`` as a table of ``columns``.
 

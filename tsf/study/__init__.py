@@ -45,5 +45,7 @@ def setup(preset: str = "cpu", seed: int = 0, output_dir: str = "", runs_dir: st
     study = study_preset(preset).with_seed(seed)
     runs_root = Path(runs_dir) if runs_dir else default_runs_dir(preset)
     out = Output.create(output_dir or runs_root / "figures", preset)
-    runs = Runs(runs_root, workers=study.workers, progress=progress, curve_every=study.curve_every)
+    study.check_device()  # a GPU preset without a GPU: an error now, not hours on the CPU
+    runs = Runs(runs_root, workers=study.workers, progress=progress, curve_every=study.curve_every,
+                gpu_workers=study.gpu_runs)
     return study, runs, out

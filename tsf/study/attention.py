@@ -8,6 +8,8 @@ the share of the frame the object covers (chance), for trained and untrained mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -20,16 +22,24 @@ from ..model import TimeSformer
 from .presets import StudyPreset
 from .pretrain import image_model
 from .report import Output
-from .runs import RunRecord, Runs
+from .runs import RunRecord, Runs, Specs
 
 TASK = "motion"
 
 
+def motion_specs(study: StudyPreset, image: Callable[..., str],
+                 schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> Specs:
+    """Table 1's motion run of every scheme at the first seed."""
+    seed, init = study.seeds[0], image()
+    specs = {f"{TASK}-{s}-s{seed}": study.train_config(TASK, s, seed, init=init) for s in schemes}
+    return specs, {name: {} for name in specs}
+
+
 def motion_runs(study: StudyPreset, runs: Runs, schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> dict[str, RunRecord]:
     """Table 1's motion run of every scheme at the first seed (trained here if Table 1 has not run)."""
-    seed, init = study.seeds[0], image_model(study, runs)
-    specs = {f"{TASK}-{s}-s{seed}": study.train_config(TASK, s, seed, init=init) for s in schemes}
+    specs, _ = motion_specs(study, partial(image_model, study, runs), schemes)
     records = runs.get(specs, desc="motion models")
+    seed = study.seeds[0]
     return {s: records[f"{TASK}-{s}-s{seed}"] for s in schemes}
 
 

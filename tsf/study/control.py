@@ -19,7 +19,7 @@ from ..config import ATTENTION_SCHEMES, preset
 from .experiments import CHANCE_MARGIN, TITLES, _pct, run_rows
 from .presets import StudyPreset
 from .report import Output
-from .runs import Runs
+from .runs import Runs, Specs
 
 #: what "reads the order" means here: at least 95% on brightening vs darkening
 READS_ORDER = 0.95
@@ -34,8 +34,7 @@ def control_config(study: StudyPreset, attention: str, seed: int, *, pos_embed: 
                               val_samples=256, epochs=study.control_epochs)
 
 
-def order_control(study: StudyPreset, runs: Runs, out: Output,
-                  schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> pd.DataFrame:
+def control_specs(study: StudyPreset, schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> Specs:
     """Every scheme (and Divided without its time embedding) on the ramp task, the study's seeds."""
     variants = [(s, "space_time") for s in schemes] + [("divided", "space")]
     specs, meta = {}, {}
@@ -44,6 +43,13 @@ def order_control(study: StudyPreset, runs: Runs, out: Output,
             name = f"ramp-{scheme}{'' if pos == 'space_time' else '-pos_space'}-s{seed}"
             specs[name] = control_config(study, scheme, seed, pos_embed=pos)
             meta[name] = {"scheme": scheme, "time_embed": pos == "space_time", "seed": seed}
+    return specs, meta
+
+
+def order_control(study: StudyPreset, runs: Runs, out: Output,
+                  schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> pd.DataFrame:
+    """Every scheme (and Divided without its time embedding) on the ramp task, the study's seeds."""
+    specs, meta = control_specs(study, schemes)
     frame = pd.DataFrame(run_rows(runs.get(specs, desc="order control"), **meta))
     out.table("order_control", frame)
     table = (frame.groupby(["scheme", "time_embed"], sort=False).val_acc

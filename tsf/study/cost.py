@@ -22,7 +22,7 @@ from ..bench.memory import memory_curves
 from ..bench.timing import quartiles, time_interleaved
 from ..config import ATTENTION_SCHEMES, preset
 from ..cost import count_macs, count_params, training_memory_bytes
-from ..model import TimeSformer
+from ..model import TimeSformer, autocast
 from . import paper
 from .report import Output
 
@@ -48,17 +48,27 @@ def flops_curves(schemes: tuple[str, ...] = ATTENTION_SCHEMES, crops: tuple[int,
     return pd.DataFrame(rows)
 
 
-def plot_flops(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_flops"):
-    """Figure 3: TFLOPs (and analytic attention memory) against crop and clip length."""
+def plot_flops(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_flops",
+               measured: pd.DataFrame | None = None):
+    """Figure 3: TFLOPs against crop and clip length, and the training step's memory: the analytic
+    estimate, or ``measured`` peak GPU memory (:func:`measure_gpu_memory`'s rows; out of memory: x)."""
     import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex="col")
     for col, axis in enumerate(("crop", "frames")):
         part = frame[frame.axis == axis]
-        for scheme, rows in part.groupby("scheme", sort=False):
-            style = dict(marker="o", lw=2.5 if scheme in ("joint", "divided") else 1.2)
+        for k, (scheme, rows) in enumerate(part.groupby("scheme", sort=False)):
+            style = dict(marker="o", lw=2.5 if scheme in ("joint", "divided") else 1.2, color=f"C{k}")
             axes[0, col].plot(rows.value, rows.tflops, label=TITLES[scheme], **style)
-            axes[1, col].plot(rows.value, rows.train_memory_gb, label=TITLES[scheme], **style)
+            if measured is None:
+                axes[1, col].plot(rows.value, rows.train_memory_gb, label=TITLES[scheme], **style)
+                continue
+            points = measured[(measured.scheme == scheme) & (measured.axis == axis)]
+            fits = points[~points.oom.astype(bool)]
+            axes[1, col].plot(fits.value, fits.peak_gb, label=TITLES[scheme], **style)
+            oom = points[points.oom.astype(bool)]
+            axes[1, col].scatter(oom.value, [paper.FIGURE3_JOINT_OOM["gpu_memory_gb"] * 4] * len(oom), marker="x",
+                                 color=f"C{k}", s=40)
         axes[1, col].axhline(paper.FIGURE3_JOINT_OOM["gpu_memory_gb"], color="crimson", ls="--", lw=1)
         axes[1, col].text(part.value.min(), paper.FIGURE3_JOINT_OOM["gpu_memory_gb"] * 1.15, "32 GB (paper's GPU)",
                           color="crimson", fontsize=8)
@@ -67,12 +77,16 @@ def plot_flops(frame: pd.DataFrame, out: Output | None = None, name: str = "cost
         axes[1, col].set_xlabel(f"crop side (px), {fixed} frames" if axis == "crop" else f"frames, {fixed} px crop")
         axes[1, col].set_xticks(sorted(part.value.unique()))
     axes[0, 0].set_ylabel("TFLOPs per view (1 MAC = 1 FLOP)")
-    axes[1, 0].set_ylabel("training-step memory, GB\n(analytic estimate, float32, 1 clip)")
+    if measured is None:
+        axes[1, 0].set_ylabel("training-step memory, GB\n(analytic estimate, float32, 1 clip)")
+    else:
+        axes[1, 0].set_ylabel(f"training-step peak memory, GB\n(measured, {measured.gpu.iloc[0]}, bf16, 1 clip)")
+        axes[1, 1].set_title("x: out of memory", fontsize=8, loc="right")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Cost of the five schemes at ViT-B/16 (Figure 3 of the paper)")
     fig.tight_layout()
     if out is not None:
-        out.figure(name, fig, analytic=True)
+        out.figure(name, fig, analytic=measured is None)
     return fig
 
 
@@ -90,13 +104,17 @@ def paper_models_cost() -> pd.DataFrame:
 
 def measure_time(model_preset: str = "small", schemes: tuple[str, ...] = ATTENTION_SCHEMES, *,
                  batch_size: int = 16, repeats: int = 10, warmup: int = 3,
-                 device: str | None = None) -> pd.DataFrame:
+                 device: str | None = None, precision: str = "auto") -> pd.DataFrame:
     """Median (and quartiles) milliseconds per clip for inference and a training step, per scheme.
 
-    Every scheme's two steps are timed in the same rounds, interleaved and rotated
-    (:func:`tsf.bench.timing.time_interleaved`), so that drifts of the machine touch all alike.
+    ``precision``: ``auto`` is what the study trains in (bf16 autocast on a GPU, float32 on a
+    CPU); every row says which. Every scheme's two steps are timed in the same rounds,
+    interleaved and rotated (:func:`tsf.bench.timing.time_interleaved`), so that drifts of the
+    machine touch all alike.
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if precision == "auto":
+        precision = "bf16" if dev.type == "cuda" else "fp32"
     models, calls = {}, {}
     for scheme in schemes:
         cfg = preset(model_preset, attention=scheme)
@@ -105,7 +123,7 @@ def measure_time(model_preset: str = "small", schemes: tuple[str, ...] = ATTENTI
         models[scheme] = model
         x = torch.randn(batch_size, 3, cfg.num_frames, cfg.img_size, cfg.img_size, device=dev)
         y = torch.randint(0, cfg.num_classes, (batch_size,), device=dev)
-        calls[(scheme, "inference")], calls[(scheme, "training")] = _steps(model, x, y)
+        calls[(scheme, "inference")], calls[(scheme, "training")] = _steps(model, x, y, precision)
     seconds = time_interleaved(calls, warmup=warmup, repeats=repeats, device=dev, progress=False)
     rows = []
     for (scheme, mode), values in seconds.items():
@@ -113,22 +131,24 @@ def measure_time(model_preset: str = "small", schemes: tuple[str, ...] = ATTENTI
         cfg = models[scheme].config
         rows.append({"scheme": scheme, "mode": mode, "ms_per_clip": med, "q1": lo, "q3": hi,
                      "clips_per_s": 1e3 / med, "gmacs_per_clip": count_macs(cfg) / 1e9, "batch_size": batch_size,
-                     "repeats": repeats, "model": model_preset, "device": str(dev)})
+                     "repeats": repeats, "model": model_preset, "device": str(dev), "precision": precision})
     return pd.DataFrame(rows)
 
 
-def _steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+def _steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32"):
     """An inference call (eval, no gradients) and a training step (AdamW, lr 1e-4) of ``model``."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def inference() -> None:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(x.device, precision):
             model(x)
 
     def training() -> None:
         model.train()
-        F.cross_entropy(model(x), y).backward()
+        with autocast(x.device, precision):
+            loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -148,8 +168,9 @@ def plot_time(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_
                yerr=[part.ms_per_clip - part.q1, part.q3 - part.ms_per_clip], capsize=3)
     ax.set_xticks(range(len(schemes)), [TITLES[s] for s in schemes], rotation=15)
     ax.set_ylabel("ms per clip (median, quartiles)")
-    model = frame.model.iloc[0]
-    ax.set_title(f"Measured time per clip, '{model}' model, batch {frame.batch_size.iloc[0]}")
+    first = frame.iloc[0]
+    ax.set_title(f"Measured time per clip, '{first.model}' model, batch {first.batch_size}, "
+                 f"{first.device} {first.get('precision', 'fp32')}")
     ax.legend()
     fig.tight_layout()
     if out is not None:
@@ -197,20 +218,33 @@ def cost_summary(flops: pd.DataFrame, models: pd.DataFrame, timing: pd.DataFrame
                       "ours": f"{divided.train_memory_gb.max():.1f} GB", "paper": "fits a 32 GB GPU throughout",
                       "verdict": "yes" if divided.train_memory_gb.max() < limit else "no"})
     for r in timing[timing["mode"] == "training"].itertuples():
-        lines.append({"what": f"{TITLES[r.scheme]}: training ms per clip, '{r.model}' model (measured)",
+        lines.append({"what": f"{TITLES[r.scheme]}: training ms per clip, '{r.model}' model "
+                              f"(measured, {r.device} {getattr(r, 'precision', 'fp32')})",
                       "ours": f"{r.ms_per_clip:.1f}", "paper": "-"})
     out.summary("cost", "Figure 3, Tables 2-3: cost", lines, note=(
         "FLOPs count one multiply-add as one operation, as the paper does. Memory is an analytic estimate of "
         "an explicit-attention float32 training step for one clip (tsf.cost.training_memory_bytes); it leaves "
-        "out the CUDA context and allocator slack, about 1-3 GB on a real GPU. No GPU measured it here."))
+        "out the CUDA context and allocator slack, about 1-3 GB on a real GPU. " + memory_note()))
     return lines
 
 
+def memory_note(cuda: bool | None = None) -> str:
+    """What measured the memory here: a GPU (``gpu_memory``, below) or none."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if cuda:
+        return (f"This machine's GPU ({torch.cuda.get_device_name(0)}) measured it too: gpu_memory "
+                "(peak memory of a bf16 training step, ViT-B/16, batch 1).")
+    return "No GPU measured it here."
+
+
 def gpu_memory(out: Output) -> pd.DataFrame | None:
-    """Measured peak memory when a CUDA GPU is present (saved as ``gpu_memory``); otherwise a note."""
+    """Measured peak memory when a CUDA GPU is present (saved as ``gpu_memory``, and drawn in the
+    memory panel of ``cost_flops`` in place of the analytic estimate); otherwise a note."""
     if not torch.cuda.is_available():
         print("no CUDA GPU here: the memory panel above is the analytic estimate, labelled as such")
         return None
     frame = measure_gpu_memory()
     out.table("gpu_memory", frame)
+    plot_flops(flops_curves(), out, measured=frame)
+    print("cost_flops.png drawn again: its memory panel is now the memory measured on this GPU")
     return frame

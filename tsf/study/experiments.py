@@ -9,6 +9,8 @@ does: every class has a mirror twin made of the same frames reversed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -21,7 +23,11 @@ from . import paper
 from .presets import StudyPreset
 from .pretrain import image_model
 from .report import Output
-from .runs import CURVE_CLIPS, Runs
+from .runs import CURVE_CLIPS, Runs, Specs
+
+#: ``image(with_position=True)``: the weights every run starts from (:func:`tsf.study.pretrain.image_model`,
+#: which trains them first if needed; the planner, :mod:`tsf.study.plan`, passes names instead)
+Image = Callable[..., str]
 
 TITLES = {name: scheme.title for name, scheme in SCHEMES.items()}
 #: The criteria of the claims' verdicts, in one place: "at chance" within 5 points of a pair's 50%;
@@ -76,17 +82,24 @@ def run_rows(records: dict[str, Any], **columns: Any) -> list[dict[str, Any]]:
 
 # -- Table 1: the five schemes on both tasks ------------------------------------------------
 
-def scheme_runs(study: StudyPreset, runs: Runs, tasks: tuple[str, ...] = ("appearance", "motion"),
-                schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> pd.DataFrame:
-    """Train (or fetch) every scheme x task x seed; one row per run."""
+def table1_specs(study: StudyPreset, image: Image, tasks: tuple[str, ...] = ("appearance", "motion"),
+                 schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> Specs:
+    """Every scheme x task x seed of Table 1: ``{name: config}`` and ``{name: columns}``."""
     specs, meta = {}, {}
-    init = image_model(study, runs)
+    init = image()
     for task in tasks:
         for scheme in schemes:
             for seed in study.seeds:
                 name = f"{task}-{scheme}-s{seed}"
                 specs[name] = study.train_config(task, scheme, seed, init=init)
                 meta[name] = {"task": task, "scheme": scheme, "seed": seed}
+    return specs, meta
+
+
+def scheme_runs(study: StudyPreset, runs: Runs, tasks: tuple[str, ...] = ("appearance", "motion"),
+                schemes: tuple[str, ...] = ATTENTION_SCHEMES) -> pd.DataFrame:
+    """Train (or fetch) every scheme x task x seed; one row per run."""
+    specs, meta = table1_specs(study, partial(image_model, study, runs), tasks, schemes)
     return pd.DataFrame(run_rows(runs.get(specs, desc="Table 1"), **meta))
 
 
@@ -256,17 +269,23 @@ def time_embedding_verdict(pair_without: float, pair_with: float) -> str:
     return "no"
 
 
-def table4(study: StudyPreset, runs: Runs, out: Output) -> pd.DataFrame:
-    """Table 4: divided attention without position embeddings, with spatial only, with both."""
+def table4_specs(study: StudyPreset, image: Image) -> Specs:
+    """Divided attention with each position embedding, both tasks, the ablation seeds."""
     specs, meta = {}, {}
     for task in ("appearance", "motion"):
         for pos in ("none", "space", "space_time"):
             for seed in study.ablation_seeds:
                 # the space_time runs are Table 1's divided runs (same name, same config)
                 name = f"{task}-divided-s{seed}" if pos == "space_time" else f"{task}-divided-pos_{pos}-s{seed}"
-                init = image_model(study, runs, with_position=pos != "none")
+                init = image(with_position=pos != "none")
                 specs[name] = study.train_config(task, "divided", seed, pos_embed=pos, init=init)
                 meta[name] = {"task": task, "pos_embed": pos, "seed": seed}
+    return specs, meta
+
+
+def table4(study: StudyPreset, runs: Runs, out: Output) -> pd.DataFrame:
+    """Table 4: divided attention without position embeddings, with spatial only, with both."""
+    specs, meta = table4_specs(study, partial(image_model, study, runs))
     per_run = pd.DataFrame(run_rows(runs.get(specs, desc="Table 4"), **meta))
     out.table("table4_runs", per_run)
     rows = []
@@ -315,15 +334,21 @@ def _plot_grouped(table: pd.DataFrame, label_col: str, metrics: list[tuple[str, 
 
 # -- Figures 4 and 5: clip length and data size ---------------------------------------------------
 
-def frames_curve(study: StudyPreset, runs: Runs, out: Output, attention: str = "divided") -> pd.DataFrame:
-    """Accuracy against the number of frames seen, on the long-range task (Figure 5, left)."""
+def frames_specs(study: StudyPreset, image: Image, attention: str = "divided") -> Specs:
+    """The long-range task at every clip length of the sweep, the ablation seeds."""
     specs, meta = {}, {}
     for frames in study.frames_sweep:
         for seed in study.ablation_seeds:
             name = f"long_range-{attention}-T{frames}-s{seed}"
             specs[name] = study.train_config("long_range", attention, seed, num_frames=frames,
-                                             source_frames=study.source_frames, init=image_model(study, runs))
+                                             source_frames=study.source_frames, init=image())
             meta[name] = {"frames": frames, "seed": seed}
+    return specs, meta
+
+
+def frames_curve(study: StudyPreset, runs: Runs, out: Output, attention: str = "divided") -> pd.DataFrame:
+    """Accuracy against the number of frames seen, on the long-range task (Figure 5, left)."""
+    specs, meta = frames_specs(study, partial(image_model, study, runs), attention)
     per_run = pd.DataFrame(run_rows(runs.get(specs, desc="clip length"), **meta))
     out.table("frames_runs", per_run)
     rows = []
@@ -392,9 +417,8 @@ def _plot_frames(table: pd.DataFrame, study: StudyPreset, attention: str, out: O
     out.figure("frames", fig)
 
 
-def data_size_curve(study: StudyPreset, runs: Runs, out: Output,
-                    schemes: tuple[str, ...] = ("space", "divided")) -> pd.DataFrame:
-    """Accuracy against the number of training clips, on both tasks (Figure 4)."""
+def data_size_specs(study: StudyPreset, image: Image, schemes: tuple[str, ...] = ("space", "divided")) -> Specs:
+    """Both tasks at every training-set size of the sweep, the first ablation seed."""
     specs, meta = {}, {}
     seed = study.ablation_seeds[0]
     for task in ("appearance", "motion"):
@@ -402,8 +426,16 @@ def data_size_curve(study: StudyPreset, runs: Runs, out: Output,
             for n in study.data_sweep:
                 # the largest size is Table 1's run (same config)
                 name = f"{task}-{scheme}-s{seed}" if n == study.train_samples else f"{task}-{scheme}-n{n}-s{seed}"
-                specs[name] = study.train_config(task, scheme, seed, train_samples=n, init=image_model(study, runs))
+                specs[name] = study.train_config(task, scheme, seed, train_samples=n, init=image())
                 meta[name] = {"task": task, "scheme": scheme, "train_clips": n, "seed": seed}
+    return specs, meta
+
+
+def data_size_curve(study: StudyPreset, runs: Runs, out: Output,
+                    schemes: tuple[str, ...] = ("space", "divided")) -> pd.DataFrame:
+    """Accuracy against the number of training clips, on both tasks (Figure 4)."""
+    specs, meta = data_size_specs(study, partial(image_model, study, runs), schemes)
+    seed = study.ablation_seeds[0]
     table = pd.DataFrame(run_rows(runs.get(specs, desc="data size"), **meta))
     out.table("data_size", table)
     _plot_data_size(table, study, out)
@@ -460,17 +492,23 @@ def _plot_data_size(table: pd.DataFrame, study: StudyPreset, out: Output) -> Non
 INIT_TITLES = {"study": "the study's start", "zero": "the authors' zeros"}
 
 
-def time_embedding_curves(study: StudyPreset, runs: Runs, out: Output, attention: str = "divided") -> pd.DataFrame:
-    """Motion pair accuracy against optimiser step: the study's time-embedding start beside the
-    authors' zeros, the same recipe otherwise, over the study's seeds (the study-start runs are
-    Table 1's)."""
+def curve_specs(study: StudyPreset, image: Image, attention: str = "divided") -> Specs:
+    """The motion runs of the study's time-embedding start and of the authors' zeros, the study's seeds."""
     specs, meta = {}, {}
-    init = image_model(study, runs)
+    init = image()
     for seed in study.seeds:
         for start, kind in (("study", None), ("zero", "zeros")):
             name = f"motion-{attention}-s{seed}" if start == "study" else f"motion-{attention}-te0-s{seed}"
             specs[name] = study.train_config("motion", attention, seed, init=init, time_embed_init=kind)
             meta[name] = {"start": start, "seed": seed, "time_embed_init": specs[name].model.time_embed_init}
+    return specs, meta
+
+
+def time_embedding_curves(study: StudyPreset, runs: Runs, out: Output, attention: str = "divided") -> pd.DataFrame:
+    """Motion pair accuracy against optimiser step: the study's time-embedding start beside the
+    authors' zeros, the same recipe otherwise, over the study's seeds (the study-start runs are
+    Table 1's)."""
+    specs, meta = curve_specs(study, partial(image_model, study, runs), attention)
     records = runs.get(specs, desc="time-embedding curves")
     rows = [{"run": name, **meta[name], **point} for name, record in records.items() for point in record.curve]
     curves = pd.DataFrame(rows)

@@ -6,25 +6,27 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from ..data.synthetic import mirror_pairs
 from ..model import TimeSformer
-from ..train import TrainConfig
+from ..train import TrainConfig, evaluate
 from ..train.data import build_datasets
+from ..train.engine import loader_workers, run_autocast
 from ..weights import load_pretrained
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, dataset: Dataset, *, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``(N, classes)`` and labels ``(N,)`` of a single-view dataset."""
-    model.eval()
+def predict_logits(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
+                   batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, classes)`` and labels ``(N,)`` of a single-view dataset, on the CPU: ``fit``'s
+    evaluation, where the model is, in the run's precision (bf16 on a GPU) and, for clips still to
+    be made, with the run's DataLoader workers."""
     device = next(model.parameters()).device
-    logits, labels = [], []
-    for clips, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        logits.append(model(clips.to(device)).float().cpu())
-        labels.append(y)
-    return torch.cat(logits), torch.cat(labels)
+    workers = 0 if isinstance(dataset, TensorDataset) else loader_workers(config.data.num_workers, device)
+    with run_autocast(config, device):
+        scores = evaluate(model, dataset, batch_size=batch_size, device=device, num_workers=workers, progress=False,
+                          keep_logits=True)
+    return scores["logits"], scores["labels"]
 
 
 def pair_accuracy(logits: torch.Tensor, labels: torch.Tensor, pairs: list[tuple[int, int]]) -> float:
@@ -46,7 +48,7 @@ def pair_accuracy(logits: torch.Tensor, labels: torch.Tensor, pairs: list[tuple[
 def scores_on(model: nn.Module, dataset: Dataset, config: TrainConfig) -> dict[str, Any]:
     """Top-1 (and chance) on ``dataset`` and, for a synthetic task whose classes have mirror
     twins (motion, ramp; not long_range, whose two classes make pair accuracy top-1), the pair accuracy."""
-    logits, labels = predict_logits(model, dataset)
+    logits, labels = predict_logits(model, dataset, config)
     scores: dict[str, Any] = {"val_acc": (logits.argmax(1) == labels).float().mean().item(),
                               "chance": 1.0 / logits.shape[1]}
     if config.data.kind == "synthetic" and config.data.task in ("motion", "ramp"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 
 import pandas as pd
 import torch
@@ -13,7 +15,7 @@ from ..data.synthetic import SyntheticVideos
 from .presets import StudyPreset
 from .pretrain import image_model
 from .report import Output
-from .runs import RunRecord, Runs
+from .runs import RunRecord, Runs, Specs
 
 
 def model_card(config: TimeSformerConfig, views: int = 3) -> pd.DataFrame:
@@ -22,13 +24,18 @@ def model_card(config: TimeSformerConfig, views: int = 3) -> pd.DataFrame:
     return pd.DataFrame([cost_row(config.replace(attention=s), views=views) for s in schemes])
 
 
+def quickstart_specs(study: StudyPreset, image: Callable[..., str], attention: str = "divided") -> Specs:
+    """The quickstart's run: Table 1's motion run of ``attention`` at the first seed."""
+    seed = study.seeds[0]
+    name = f"motion-{attention}-s{seed}"
+    return {name: study.train_config("motion", attention, seed, init=image())}, {name: {}}
+
+
 def train_motion_model(study: StudyPreset, runs: Runs, attention: str = "divided") -> RunRecord:
     """A model trained on the motion task with the study's recipe: Table 1's run for seed 0, so
     the schemes notebook reuses it."""
-    seed = study.seeds[0]
-    name = f"motion-{attention}-s{seed}"
-    config = study.train_config("motion", attention, seed, init=image_model(study, runs))
-    return runs.get({name: config}, desc="quickstart")[name]
+    specs, _ = quickstart_specs(study, partial(image_model, study, runs), attention)
+    return next(iter(runs.get(specs, desc="quickstart").values()))
 
 
 def plot_training(record: RunRecord, out: Output | None = None, name: str = "quickstart_training"):

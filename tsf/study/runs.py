@@ -15,14 +15,14 @@ import os
 import time
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from ..train import TrainConfig, fit
+from ..train import TrainConfig, fit, pick_device
 from ..train.checkpoint import write_json_atomic
 from ..train.config import DataConfig
 from ..train.data import build_datasets
@@ -31,8 +31,11 @@ from .metrics import cached_clips, held_out_scores, initial_model, scores_on
 
 log = logging.getLogger(__name__)
 
-_VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-             "stop_after_steps")
+#: what an experiment asks the cache for: ``{name: config}``, and ``{name: its table columns}``
+Specs = tuple[dict[str, TrainConfig], dict[str, dict[str, Any]]]
+
+_VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "checkpoint_epochs", "keep_checkpoints",
+             "eval_every", "stop_after_steps")
 
 
 def config_key(config: TrainConfig) -> str:
@@ -81,14 +84,15 @@ def _fit_with_curve(config: TrainConfig, every: int):
     path = _curve_file(Path(config.output_dir))
     curve = json.loads(path.read_text()) if path.is_file() else []
     if not curve:
-        curve.append({"step": 0, **scores_on(initial_model(config, train), clips, config)})
+        start = initial_model(config, train).to(pick_device(config.device))  # scored where the run trains
+        curve.append({"step": 0, **scores_on(start, clips, config)})
     while True:
         stop = curve[-1]["step"] + every
         result = fit(TrainConfig.from_dict({**config.to_dict(), "stop_after_steps": stop}), resume=True)
         if result.steps > curve[-1]["step"]:
             curve.append({"step": result.steps, **scores_on(result.model, clips, config)})
             write_json_atomic(path, curve)
-        if not result.interrupted:
+        if not result.interrupted or result.steps < stop:  # done, or stopped by a signal before the stretch's end
             return result, curve
 
 
@@ -102,6 +106,9 @@ def _run_one(config_json: str, name: str, threads: int, curve_every: int = 0) ->
         result, _ = _fit_with_curve(config, curve_every)
     else:
         result = fit(config, resume=True)
+    if result.interrupted:  # a signal stopped it: no study.json, so the cache resumes it next time
+        raise RuntimeError(f"study run {name} was stopped at step {result.steps} by a signal; its checkpoint "
+                           f"{result.checkpoint} is kept, and the next call resumes it")
     seconds = time.perf_counter() - start
     scores = dict(result.final)
     scores.pop("event", None)
@@ -113,19 +120,22 @@ def _run_one(config_json: str, name: str, threads: int, curve_every: int = 0) ->
 
 class Runs:
     """The cache of study runs under ``root``. ``get`` returns finished runs, training the
-    missing ones (``workers`` at a time, each with ``cores // workers`` threads).
+    missing ones: on a CPU ``workers`` at a time, each with ``cores // workers`` threads; on a
+    GPU ``gpu_workers`` at a time, each with ``cores // gpu_workers - 1`` DataLoader workers
+    making its clips (where its config leaves them to the engine).
 
     Runs on one of ``curve_tasks`` record a learning curve: held-out scores every
     ``curve_every`` optimiser steps (0: none), whichever notebook trains them first."""
 
     def __init__(self, root: str | Path, *, workers: int = 1, progress: bool = True, curve_every: int = 0,
-                 curve_tasks: tuple[str, ...] = ("motion",)) -> None:
+                 curve_tasks: tuple[str, ...] = ("motion",), gpu_workers: int = 1) -> None:
         self.root = Path(root)
-        self.workers = max(1, workers)
+        self.workers, self.gpu_workers = max(1, workers), max(1, gpu_workers)
         self.progress = progress
         self.curve_every, self.curve_tasks = curve_every, curve_tasks
 
-    def _curve_every(self, config: TrainConfig) -> int:
+    def curve_every_for(self, config: TrainConfig) -> int:
+        """Optimiser steps between the learning curve's points of a run (0: it records none)."""
         return self.curve_every if config.data.kind == "synthetic" and config.data.task in self.curve_tasks else 0
 
     def path(self, name: str, config: TrainConfig) -> Path:
@@ -141,16 +151,23 @@ class Runs:
         curve = json.loads(_curve_file(run_dir).read_text()) if _curve_file(run_dir).is_file() else []
         return RunRecord(name, saved, run_dir, history, json.loads(score_file.read_text())["scores"], curve)
 
+    def _job(self, name: str, config: TrainConfig, data_workers: int | None) -> TrainConfig:
+        """The config a run trains with: its folder, no progress bar, and its share of the data workers."""
+        data = config.data
+        if data_workers is not None and data.num_workers < 0:  # auto: this run's share of the cores
+            data = replace(data, num_workers=data_workers)
+        return replace(config, output_dir=str(self.path(name, config)), progress=False, data=data)
+
     def get(self, runs: dict[str, TrainConfig], desc: str = "runs") -> dict[str, RunRecord]:
         """Finished records for ``{name: config}``, training what is not cached yet."""
         todo = {name: cfg for name, cfg in runs.items() if self._record(name, cfg) is None}
         if todo:
             cores = os.cpu_count() or 1
-            workers = min(self.workers, len(todo)) if not torch.cuda.is_available() else 1
+            cuda = torch.cuda.is_available()
+            workers = min(self.gpu_workers if cuda else self.workers, len(todo))
             threads = max(1, cores // workers)
-            jobs = {name: (TrainConfig.from_dict({**cfg.to_dict(), "output_dir": str(self.path(name, cfg)),
-                                                  "progress": False}).to_json(), self._curve_every(cfg))
-                    for name, cfg in todo.items()}
+            jobs = {name: (self._job(name, cfg, max(1, cores // workers - 1) if cuda else None).to_json(),
+                           self.curve_every_for(cfg)) for name, cfg in todo.items()}
             bar = tqdm(total=len(jobs), desc=f"{desc}: training {len(jobs)} of {len(runs)}", unit="run",
                        disable=not self.progress)
             if workers == 1:

@@ -43,7 +43,7 @@ class DataConfig:
     test_clips: int = 1  # temporal clips per video at test time (x 3 spatial crops)
     flip: bool = True  # random horizontal flip (off when left/right is the label, as in SSv2)
     on_error: str = "skip"  # bad videos: raise | skip (warn, count, substitute)
-    num_workers: int = 0  # DataLoader workers
+    num_workers: int = -1  # DataLoader workers; -1: none on a CPU, on CUDA every core but one (engine.loader_workers)
     decode_timeout: float = 60.0  # seconds before a file counts as hanging the decoder (bad input, like a crash)
 
     def __post_init__(self) -> None:
@@ -100,6 +100,7 @@ class TrainConfig:
     grad_checkpointing: bool = False  # recompute blocks in backward (long clips)
     init: str = ""  # weights to start from (any format tsf.load_pretrained reads); empty: random
     checkpoint_every: int = 0  # optimiser steps between checkpoints (0: only at epoch ends)
+    checkpoint_epochs: int = 1  # epochs between end-of-epoch checkpoints (the last epoch's, and a stop's, always)
     keep_checkpoints: int = 2  # checkpoints kept on disk (the newest ones)
     eval_every: int = 1  # epochs between evaluations on the held-out split (0: only at the end)
     log_every: int = 1  # optimiser steps between lines in metrics.jsonl

@@ -98,33 +98,59 @@ class _Proc:
         return self.rank == 0
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU where CUDA is available, else the CPU; or ``cpu``, ``cuda``, ``cuda:N``.
+    CUDA asked for where there is none is an error (a clear one, before anything runs)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not name.startswith(("cpu", "cuda")):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
 def _setup(config: TrainConfig) -> _Proc:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if config.device == "auto":
-        cuda = torch.cuda.is_available()
-    else:
-        cuda = config.device.startswith("cuda")
-        if cuda and not torch.cuda.is_available():
-            raise ValueError(f"device {config.device!r} asked for, but CUDA is not available")
+    cuda = pick_device(config.device).type == "cuda"
     if world > 1:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if cuda else "gloo")
-        device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
-        if cuda:
-            torch.cuda.set_device(device)
-        return _Proc(dist.get_rank(), world, device, True)
-    if cuda:
-        device = torch.device(config.device if config.device.startswith("cuda:") else "cuda")
-    else:
         device = torch.device("cpu")
-    return _Proc(0, 1, device, False)
+        if cuda:  # the device first: NCCL's communicator binds to the current device when it starts
+            local, local_world = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", world))
+            device = _local_gpu(local, local_world)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+        return _Proc(dist.get_rank(), world, device, True)
+    return _Proc(0, 1, pick_device(config.device), False)
 
 
-def _autocast(config: TrainConfig, device: torch.device):
+def _local_gpu(local_rank: int, local_world: int) -> torch.device:
+    """This process's GPU under torchrun: one per process on the machine, or a clear error if there are too few."""
+    count = torch.cuda.device_count()
+    if local_world > count or local_rank >= count:
+        raise ValueError(f"{local_world} training processes on this machine but {count} GPU(s) visible: start at most "
+                         f"{count} (torchrun --nproc_per_node={count}), or train on the CPU (device=cpu)")
+    return torch.device("cuda", local_rank)
+
+
+def run_autocast(config: TrainConfig, device: torch.device):
     """The run's precision: ``auto`` is bf16 autocast on CUDA, float32 on a CPU."""
     auto = "bf16" if device.type == "cuda" else "fp32"
     return autocast(device, auto if config.precision == "auto" else config.precision)
+
+
+def loader_workers(requested: int, device: torch.device, processes: int = 1) -> int:
+    """DataLoader workers: ``requested`` if it is >= 0; ``-1`` (auto) is none on a CPU, where the
+    cores train and the clips are made in the training process, and on CUDA every core this
+    process may use but one (shared among the ``processes`` on the machine), for the clips."""
+    if requested >= 0:
+        return requested
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, processes) - 1)
 
 
 def environment(proc: _Proc) -> dict[str, Any]:
@@ -268,6 +294,37 @@ class Sums:
         return self.correct / self.clips
 
 
+class DeviceSums:
+    """Running sums kept where the model runs: the loss (summed per clip) and the correct
+    predictions in a float64 tensor on the device, the clips on the host. Adding never waits
+    for a GPU; :meth:`read` does, so the loop reads only when it logs, checkpoints or ends an
+    epoch (the same float64 sums, in the same order, as adding ``.item()`` values on the host)."""
+
+    def __init__(self, device: torch.device, start: Sums | None = None) -> None:
+        start = start or Sums()
+        self.values = torch.tensor([start.loss, start.correct], dtype=torch.float64, device=device)
+        self.clips = start.clips
+
+    def add(self, values: Tensor, clips: int) -> None:
+        """``values``: ``[loss summed over the clips, correct predictions]`` of a micro-batch, on the device."""
+        self.values += values
+        self.clips += clips
+
+    def reset(self) -> None:
+        self.values.zero_()
+        self.clips = 0.0
+
+    def read(self) -> Sums:
+        loss, correct = self.values.tolist()
+        return Sums(loss, correct, self.clips)
+
+
+def _host_sums(values: Tensor, clips: float) -> Sums:
+    """A copy of :class:`DeviceSums`' values, read back as :class:`Sums`."""
+    loss, correct = values.tolist()
+    return Sums(loss, correct, clips)
+
+
 def _summed(proc: _Proc, *sums: Sums) -> list[Sums]:
     """``sums`` added over all processes, in one all-reduce."""
     flat = _all_sum([v for s in sums for v in s.as_list()], proc)
@@ -361,10 +418,15 @@ class _Run:
             write_json_atomic(self.run_dir / "config.json", config.to_dict())
             write_json_atomic(self.run_dir / "env.json", environment(proc))
             truncate_metrics(self.run_dir / METRICS_FILE, self.step)
+        self.workers = loader_workers(config.data.num_workers, proc.device,
+                                      int(os.environ.get("LOCAL_WORLD_SIZE", proc.world)))
+        # Workers live through the epochs (every clip's seed comes from the sampler, in this process),
+        # unless the dataset itself changes each epoch (set_epoch): then each epoch sends it afresh.
+        persistent = self.workers > 0 and not hasattr(self.train_dataset, "set_epoch")
         self.loader = DataLoader(SeededDataset(self.train_dataset), batch_size=config.optim.batch_size,
-                                 sampler=self.sampler, num_workers=config.data.num_workers,
-                                 pin_memory=proc.device.type == "cuda", persistent_workers=False)
-        self.autocast = _autocast(config, proc.device)
+                                 sampler=self.sampler, num_workers=self.workers,
+                                 pin_memory=proc.device.type == "cuda", persistent_workers=persistent)
+        self.autocast = run_autocast(config, proc.device)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -396,8 +458,9 @@ class _Run:
             dist.barrier()
         return self.last_checkpoint
 
-    def micro_step(self, epoch: int, batch: int, clips: Tensor, labels: Tensor) -> Sums:
-        """Forward and backward of one micro-batch (gradients accumulate); its sums."""
+    def micro_step(self, epoch: int, batch: int, clips: Tensor, labels: Tensor) -> tuple[Tensor, int]:
+        """Forward and backward of one micro-batch (gradients accumulate); its sums, on the device
+        (``[loss summed over its clips, correct predictions]``), and its clips."""
         config, proc, o = self.config, self.proc, self.config.optim
         micro = epoch * self.micro_per_epoch + batch  # global micro-batch index: seeds drop path
         torch.manual_seed(mix_seed(config.seed, 1, micro, proc.rank))
@@ -410,7 +473,7 @@ class _Run:
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=o.label_smoothing)
             (loss / o.accum_steps).backward()
         n = labels.numel()
-        return Sums(loss.item() * n, (logits.argmax(-1) == labels).sum().item(), n)
+        return torch.stack((loss.detach().double() * n, (logits.argmax(-1) == labels).sum().double())), n
 
     def grad_norm(self) -> float:
         """The gradients' total norm, after clipping them if the config says so (the norm before clipping)."""
@@ -436,7 +499,7 @@ class _Run:
         """One epoch (the rest of it, when resumed inside it); sets ``interrupted`` when it stops early."""
         config, proc, o = self.config, self.proc, self.config.optim
         batch0 = self.start_batch if epoch == self.start_epoch else 0
-        running = Sums(*self.start_sums.as_list()) if epoch == self.start_epoch else Sums()
+        running = DeviceSums(proc.device, self.start_sums if epoch == self.start_epoch else None)
         self.sampler.set_epoch(epoch, batch0)
         if hasattr(self.train_dataset, "set_epoch"):  # real video: new random clips every epoch
             self.train_dataset.set_epoch(epoch)
@@ -445,47 +508,53 @@ class _Run:
                    disable=not (config.progress and proc.main), leave=True, unit="batch")
         self.epoch_start = time.perf_counter()
         batch = batch0
-        step_sums = Sums()  # the current optimiser step's micro-batches
-        before = Sums(*running.as_list())  # the sums at the last optimiser step
+        step_sums = DeviceSums(proc.device)  # the current optimiser step's micro-batches
+        before = running.values.clone(), running.clips  # the sums at the last optimiser step, on the device
         for clips, labels in self.loader:
             if batch >= self.micro_per_epoch:
                 break
-            this = self.micro_step(epoch, batch, clips, labels)
-            running.add(this)
-            step_sums.add(this)
+            this, n = self.micro_step(epoch, batch, clips, labels)
+            running.add(this, n)
+            step_sums.add(this, n)
             batch += 1
             bar.update(1)
             if batch % o.accum_steps:
                 continue
-            total, this_step = _summed(proc, running, step_sums)  # the same on every process
+            # The non-finite guard reads the step's loss, summed over processes, and the gradient norm:
+            # the loop's one wait for the device per optimiser step (the logged sums wait for log_every).
+            (this_step,) = _summed(proc, step_sums.read())  # the same on every process
             if not math.isfinite(this_step.loss):
-                self.stop_non_finite(f"the loss is {this_step.mean_loss}", epoch, batch - o.accum_steps, before)
+                self.stop_non_finite(f"the loss is {this_step.mean_loss}", epoch, batch - o.accum_steps,
+                                     _host_sums(*before))
             norm = self.grad_norm()  # the same on every process: DDP averaged the gradients
             if not math.isfinite(norm):
-                self.stop_non_finite(f"the gradient norm is {norm}", epoch, batch - o.accum_steps, before)
+                self.stop_non_finite(f"the gradient norm is {norm}", epoch, batch - o.accum_steps,
+                                     _host_sums(*before))
             self.optimiser_step()
-            before = Sums(*running.as_list())
-            elapsed = time.perf_counter() - self.epoch_start
-            step_sums = Sums()
-            rate = (batch - batch0) * o.batch_size * proc.world / max(elapsed, 1e-9)
-            bar.set_postfix(loss=f"{total.mean_loss:.3f}", acc=f"{total.accuracy:.3f}", clips_s=f"{rate:.1f}")
-            if proc.main and config.log_every and self.step % config.log_every == 0:
-                append_metrics(self.run_dir / METRICS_FILE, {
-                    "event": "step", "step": self.step, "epoch": epoch, "loss": this_step.mean_loss,
-                    "acc": this_step.accuracy, "lr": self.scheduler.get_last_lr()[0], "clips_per_s": rate})
+            before = running.values.clone(), running.clips
+            if config.log_every and self.step % config.log_every == 0:  # the loop waits for the device only here
+                total, this_step = _summed(proc, running.read(), step_sums.read())
+                rate = (batch - batch0) * o.batch_size * proc.world / max(time.perf_counter() - self.epoch_start, 1e-9)
+                bar.set_postfix(loss=f"{total.mean_loss:.3f}", acc=f"{total.accuracy:.3f}", clips_s=f"{rate:.1f}")
+                if proc.main:
+                    append_metrics(self.run_dir / METRICS_FILE, {
+                        "event": "step", "step": self.step, "epoch": epoch, "loss": this_step.mean_loss,
+                        "acc": this_step.accuracy, "lr": self.scheduler.get_last_lr()[0], "clips_per_s": rate})
+            step_sums.reset()
             stop_now = self.should_stop(stop)
             if batch >= self.micro_per_epoch:  # the epoch's end checkpoints below
                 continue
             if stop_now or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
-                self.checkpoint(epoch, batch, running)
+                self.checkpoint(epoch, batch, running.read())
             if stop_now:
                 self.interrupted = True
                 break
         bar.close()
-        return running
+        return running.read()
 
-    def end_epoch(self, epoch: int, running: Sums) -> None:
-        """The epoch's summary (training sums, the held-out scores when due), logged; a checkpoint."""
+    def end_epoch(self, epoch: int, running: Sums, stop: _StopFlag) -> bool:
+        """The epoch's summary (training sums, the held-out scores when due), logged; a checkpoint
+        every ``checkpoint_epochs`` epochs, at the last and when the run stops here. Whether it stops."""
         config, proc = self.config, self.proc
         (total,) = _summed(proc, running)
         summary: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": self.step,
@@ -496,18 +565,22 @@ class _Run:
                 last_epoch or (config.eval_every and (epoch + 1) % config.eval_every == 0)):
             with self.autocast:
                 scores = evaluate(self.model, self.val_dataset, batch_size=config.optim.batch_size,
-                                  device=proc.device, progress=False, num_workers=config.data.num_workers)
+                                  device=proc.device, progress=False, num_workers=self.workers)
             summary.update({"val_loss": scores["loss"], "val_acc": scores["top1"], "val_top5": scores["top5"]})
         self.history.append(summary)
         if proc.main:
             append_metrics(self.run_dir / METRICS_FILE, summary)
             log.info("%s", epoch_line(summary, config.optim.epochs))
-        self.checkpoint(epoch + 1, 0, Sums())
+        stopping = self.should_stop(stop)
+        if last_epoch or stopping or (epoch + 1) % max(1, config.checkpoint_epochs) == 0:
+            self.checkpoint(epoch + 1, 0, Sums())
+        return stopping
 
     # -- after the loop -------------------------------------------------------------------
 
     def finish(self) -> TrainResult:
         """A finished run writes the model and ``result.json``; the model comes back in eval mode."""
+        self.loader = None  # its persistent workers end with the run
         if self.proc.main and not self.interrupted:
             write_model_folder(self.run_dir / "model", self.model, classes=self.classes)
             write_json_atomic(self.run_dir / "result.json", {"steps": self.step, "history": self.history})
@@ -569,8 +642,7 @@ def _fit(config: TrainConfig, proc: _Proc, train_dataset: Dataset | None, val_da
             running = run.train_epoch(epoch, stop)
             if run.interrupted:
                 break
-            run.end_epoch(epoch, running)
-            if run.should_stop(stop) and epoch < config.optim.epochs - 1:
+            if run.end_epoch(epoch, running, stop) and epoch < config.optim.epochs - 1:
                 run.interrupted = True
                 break
     return run.finish()
