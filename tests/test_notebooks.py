@@ -92,8 +92,10 @@ def test_the_summary_puts_every_number_beside_the_papers(smoke_run):
     assert "Preset `smoke`" in summary
     for title in ["Table 1", "Control", "Figure 3", "Table 4", "Figure 5", "Figure 4", "Figure 7"]:
         assert f"## {title}" in summary, title
-    assert "| Divided Space-Time: parameters (ViT-B/16, 174 classes) | 121,392,558 | 121.4M | yes |" in summary
-    assert "| TimeSformer-HR (16 x 448): TFLOPs, 3 views | 5.108 | 5.11 | yes |" in summary
+    # smoke gives no verdicts: the numbers beside the paper's, and no agrees? column
+    assert "| Divided Space-Time: parameters (ViT-B/16, 174 classes) | 121,392,558 | 121.4M |\n" in summary
+    assert "| TimeSformer-HR (16 x 448): TFLOPs, 3 views | 5.108 | 5.11 |\n" in summary
+    assert "agrees?" not in summary and "| yes |" not in summary
 
 
 @pytest.mark.slow
