@@ -144,13 +144,17 @@ KILL_WHILE_SAVING = textwrap.dedent("""
     import tsf.train.checkpoint as ck
 
     real_save, calls = torch.save, []
-    def dying_save(obj, path, *a, **k):
-        calls.append(path)
+    def dying_save(obj, f, *a, **k):  # f: a path or an open file, as the checkpoint writer passes it
+        calls.append(f)
         if len(calls) == 3:  # the third checkpoint: write half a file, then die
-            with open(path, "wb") as f:
+            if hasattr(f, "write"):
                 f.write(b"half")
+                f.flush()
+            else:
+                with open(f, "wb") as handle:
+                    handle.write(b"half")
             os._exit(9)
-        return real_save(obj, path, *a, **k)
+        return real_save(obj, f, *a, **k)
     ck.torch.save = dying_save
     cfg = apply_overrides(train_preset("smoke"), {{"output_dir": {out!r}, "progress": False, "checkpoint_every": 1}})
     fit(cfg, train_dataset=ColourClips(64), val_dataset=None)
