@@ -318,11 +318,11 @@ class DeviceSums:
         loss, correct = self.values.tolist()
         return Sums(loss, correct, self.clips)
 
-
-def _host_sums(values: Tensor, clips: float) -> Sums:
-    """A copy of :class:`DeviceSums`' values, read back as :class:`Sums`."""
-    loss, correct = values.tolist()
-    return Sums(loss, correct, clips)
+    def copy(self) -> "DeviceSums":
+        """A snapshot that stays on the device (no wait)."""
+        snapshot = DeviceSums.__new__(DeviceSums)
+        snapshot.values, snapshot.clips = self.values.clone(), self.clips
+        return snapshot
 
 
 def _summed(proc: _Proc, *sums: Sums) -> list[Sums]:
@@ -509,7 +509,7 @@ class _Run:
         self.epoch_start = time.perf_counter()
         batch = batch0
         step_sums = DeviceSums(proc.device)  # the current optimiser step's micro-batches
-        before = running.values.clone(), running.clips  # the sums at the last optimiser step, on the device
+        before = running.copy()  # the sums at the last optimiser step, on the device
         for clips, labels in self.loader:
             if batch >= self.micro_per_epoch:
                 break
@@ -524,14 +524,12 @@ class _Run:
             # the loop's one wait for the device per optimiser step (the logged sums wait for log_every).
             (this_step,) = _summed(proc, step_sums.read())  # the same on every process
             if not math.isfinite(this_step.loss):
-                self.stop_non_finite(f"the loss is {this_step.mean_loss}", epoch, batch - o.accum_steps,
-                                     _host_sums(*before))
+                self.stop_non_finite(f"the loss is {this_step.mean_loss}", epoch, batch - o.accum_steps, before.read())
             norm = self.grad_norm()  # the same on every process: DDP averaged the gradients
             if not math.isfinite(norm):
-                self.stop_non_finite(f"the gradient norm is {norm}", epoch, batch - o.accum_steps,
-                                     _host_sums(*before))
+                self.stop_non_finite(f"the gradient norm is {norm}", epoch, batch - o.accum_steps, before.read())
             self.optimiser_step()
-            before = running.values.clone(), running.clips
+            before = running.copy()
             if config.log_every and self.step % config.log_every == 0:  # the loop waits for the device only here
                 total, this_step = _summed(proc, running.read(), step_sums.read())
                 rate = (batch - batch0) * o.batch_size * proc.world / max(time.perf_counter() - self.epoch_start, 1e-9)
