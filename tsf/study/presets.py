@@ -1,7 +1,8 @@
 """Study presets: one training budget shared by every scheme, at four sizes.
 
 * ``smoke``: minutes for all notebooks; checks that everything runs, its numbers mean nothing.
-* ``cpu``: the committed study, at most 45 minutes on a 2-core machine (``make reproduce``).
+* ``cpu``: the committed study, sized for 45 minutes on a 2-core machine (``make reproduce``;
+  docs/study.md gives the measured time of the committed run).
 * ``gpu``: the cpu recipe with more clips, epochs and seeds, sized for one H200 in 8 minutes;
 * ``gpu-full``: a larger model on larger clips, for hours on a GPU.
 
@@ -131,7 +132,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         time_embed_init="sinusoidal", time_embed_init_std=1.0, control_samples=1024, control_epochs=5,
         curve_every=64),
     # One H200 in at most 8 minutes for all six notebooks (python -m tsf reproduce --preset gpu --dry-run:
-    # 7m44s by its stated assumptions, about 1 PFLOP): the cpu recipe (its model, 4 frames of 32 px, the
+    # 7m45s by its stated assumptions, about 1 PFLOP): the cpu recipe (its model, 4 frames of 32 px, the
     # coarse design, the sinusoidal start) with more clips, epochs and seeds, 2 ablation seeds and twice
     # the held-out clips, so every claim is checked with a clearer margin. The clips, made on the CPU
     # cores, bound the time, not the GPU's arithmetic (tsf.study.plan).
