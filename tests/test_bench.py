@@ -66,6 +66,23 @@ def test_rounds_are_interleaved_and_rotated_and_warmup_is_dropped():
     assert all(s >= 0 for v in seconds.values() for s in v)
 
 
+def test_each_turn_settles_then_times_a_block_and_the_orders_are_recorded():
+    calls: list[str] = []
+    orders: list[list[str]] = []
+    seconds = timing.time_interleaved({k: (lambda k=k: calls.append(k)) for k in "ab"}, warmup=1, repeats=2,
+                                     progress=False, block=2, settle=1, orders=orders)
+    assert calls == list("aaabbb" "bbbaaa" "aaabbb")  # each turn: one untimed call, then two timed ones
+    assert orders == [list("ba"), list("ab")]  # the kept rounds only
+    assert {k: len(v) for k, v in seconds.items()} == {"a": 4, "b": 4}
+
+
+def test_the_ratio_by_order_takes_each_rounds_block():
+    # two kept rounds of 2 timed steps: ours first (we take 1 s, they 2 s), then theirs first (4 s, 2 s)
+    seconds = {"tsf": [1.0, 1.0, 4.0, 4.0], "hf": [2.0, 2.0, 2.0, 2.0]}
+    by_order = models.ratio_by_order(seconds, [["tsf", "hf"], ["hf", "tsf"]], "tsf", "hf", block=2)
+    assert by_order == {"tsf first": 2.0, "hf first": 0.5}
+
+
 def test_matmul_rate_is_measured():
     rate = models.matmul_rate("cpu", n=128, repeats=2)
     assert rate["n"] == 128 and rate["dtype"] == "float32" and rate["tflops"] > 0

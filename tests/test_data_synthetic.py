@@ -48,6 +48,25 @@ def test_deterministic_from_seed_split_index(task):
                            SyntheticVideos(task, 4, seed=3, split="val").sample(2).frames)
 
 
+def test_items_are_drawn_once_and_kept_within_the_budget(monkeypatch):
+    """dataset[i] keeps the clips it drew (up to cache_bytes): a later epoch gets the same clips without drawing."""
+    drawn = []
+    draw = SyntheticVideos.sample
+    monkeypatch.setattr(SyntheticVideos, "sample", lambda self, i, **kw: drawn.append(i) or draw(self, i, **kw))
+    ds = SyntheticVideos("motion", 5)
+    first = [ds[i] for i in range(5)]
+    again = [ds[i] for i in reversed(range(5))][::-1]
+    assert drawn == list(range(5))
+    fresh = SyntheticVideos("motion", 5)
+    fresh.cache_bytes = 2 * 8 * 32 * 32 * 3  # room for two clips
+    drawn.clear()
+    for _ in range(2):
+        for i, ((clip, label), (clip2, label2)) in enumerate(zip(first, again)):
+            clip3, label3 = fresh[i]
+            assert label == label2 == label3 and torch.equal(clip, clip2) and torch.equal(clip, clip3)
+    assert drawn == [0, 1, 2, 3, 4, 2, 3, 4]  # the first two kept, the rest drawn again
+
+
 @pytest.mark.parametrize("task, source", [("motion", None), ("motion", 24), ("long_range", None)])
 def test_mirror_classes_are_exact_reversals(task, source):
     ds = SyntheticVideos(task, 20, num_frames=8, size=32, source_frames=source)

@@ -22,9 +22,14 @@ The cls token follows the rule of the authors' divided block, which we extend to
 schemes they did not release: it sits out every step but the last one of a block; in the
 last step it joins every group once, and its outputs are averaged over the groups.
 
-Every step runs through ``torch.nn.functional.scaled_dot_product_attention`` unless its
-attention probabilities are asked for, in which case the explicit softmax path runs (the two
-agree to float rounding; ``tests/test_model.py`` checks it for every scheme).
+Each step's attention runs one of two paths, chosen by its group length (``Attention.attend``):
+``torch.nn.functional.scaled_dot_product_attention`` for long groups, and the explicit
+matmul-softmax-matmul for the short ones on a CPU (divided's temporal step has L = frames),
+where the fused kernel's per-group overhead costs more than the products, and whenever the
+attention probabilities are asked for. The two agree to float rounding (``tests/test_model.py``
+and ``tests/test_fast_paths.py`` check it for every scheme). Either way the groups are cut
+into chunks that stay inside the limits of one CUDA kernel launch (``MAX_GROUPS``,
+``MAX_PADDED_ELEMENTS``).
 """
 
 from __future__ import annotations
@@ -70,19 +75,68 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(out)), weights
 
     def attend(self, x: Tensor, need_weights: bool = False, batch: int = 1) -> tuple[Tensor, Tensor | None]:
-        """The heads' outputs side by side, before the output projection ``proj``: (G, L, D)."""
+        """The heads' outputs side by side, before the output projection ``proj``: (G, L, D).
+
+        The explicit path where the weights are asked for or the groups are short
+        (:func:`explicit_path`), the fused kernel otherwise; the groups in chunks of at most
+        :func:`chunk_groups` each.
+        """
         G, L, D = x.shape
-        qkv = self.qkv(x).view(G, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (G, heads, L, head_dim)
+        h, hd = self.num_heads, self.head_dim
+        explicit = need_weights or explicit_path(L, x.device)
+        qkv = self.qkv(x).view(G, L, 3, h, hd).permute(2, 0, 3, 1, 4)  # (3, G, heads, L, head_dim)
+        if explicit:  # one copy, so that q, k and v are (G*heads, L, head_dim) views for bmm
+            qkv = qkv.contiguous()
         drop = self.attn_drop if self.training else 0.0
+        step = chunk_groups(G, L, h, hd, explicit)
+        chunks = [qkv[:, start:start + step].unbind(0) for start in range(0, G, step)]  # (q, k, v): (g, heads, L, hd)
+        if not explicit:
+            outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=drop) for q, k, v in chunks]
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)  # (G, heads, L, head_dim)
+            return out.transpose(1, 2).reshape(G, L, D), None
+        probs = [torch.baddbmm(q.new_zeros(()).expand(q.shape[0] * h, L, L), q.flatten(0, 1),
+                               k.flatten(0, 1).transpose(1, 2), beta=0.0, alpha=self.scale).softmax(dim=-1)
+                 for q, k, _ in chunks]  # (g*heads, L, L)
         weights = None
-        if need_weights:
-            attn = (q * self.scale) @ k.transpose(-2, -1)  # (G, heads, L, L)
-            weights = attn.softmax(dim=-1).unflatten(0, (batch, G // batch))  # (B, G/B, heads, L, L)
-            out = F.dropout(weights.flatten(0, 1), drop, self.training) @ v  # (G, heads, L, head_dim)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)  # (G, heads, L, head_dim)
+        if need_weights:  # the returned tensor is the one multiplied with the values (rollout differentiates it)
+            weights = (probs[0] if len(probs) == 1 else torch.cat(probs)).view(batch, G // batch, h, L, L)
+            probs = weights.flatten(0, 2).split([c[0].shape[0] * h for c in chunks])
+        outs = [torch.bmm(F.dropout(p, drop, self.training), v.flatten(0, 1)) for p, (_, _, v) in zip(probs, chunks)]
+        out = (outs[0] if len(outs) == 1 else torch.cat(outs)).view(G, h, L, hd)
         return out.transpose(1, 2).reshape(G, L, D), weights
+
+
+# Where the explicit path is the faster one: groups of at most this many tokens, on these
+# devices. On a 2-core CPU (training step of the small model, one thread, the two paths
+# alternating step by step, thread CPU time) the explicit path made divided's step (L = 8 and
+# 17) about 5% faster, and Joint's (L = 513) 14% slower; at L+G's 17 and 32 no difference
+# showed. On a GPU the fused kernel (flash attention) runs every length.
+EXPLICIT_MAX_LENGTH = 32
+EXPLICIT_DEVICES = ("cpu",)
+
+# The limits of one attention kernel launch on CUDA (issue 16): the groups form a grid
+# dimension of at most 65,535 blocks, and past 2^31 elements of the padded q, k, v (or of the
+# explicit path's attention matrices) a 32-bit index overflows (in the flash backward, an
+# illegal memory access that poisons the CUDA context). The groups are cut into chunks within
+# both. Module constants, so that a CPU test can lower them.
+MAX_GROUPS = 65_535
+MAX_PADDED_ELEMENTS = 2**31 - 1
+PAD_TOKENS = 128  # a kernel's block of tokens: lengths are counted rounded up to it
+
+
+def explicit_path(length: int, device: torch.device) -> bool:
+    """Whether groups of ``length`` tokens run the explicit matmul-softmax path on ``device``."""
+    return device.type in EXPLICIT_DEVICES and length <= EXPLICIT_MAX_LENGTH
+
+
+def chunk_groups(groups: int, length: int, heads: int, head_dim: int, explicit: bool = False) -> int:
+    """The most groups one attention call takes: at most ``MAX_GROUPS``, and at most
+    ``MAX_PADDED_ELEMENTS`` elements per call, a group counting as its padded q (``heads x length
+    rounded up to PAD_TOKENS x head_dim``) for the fused kernel, and as the larger of its q and
+    its attention matrices (``heads x length^2``) for the explicit path."""
+    padded = -(-length // PAD_TOKENS) * PAD_TOKENS
+    per_group = heads * (max(length * head_dim, length * length) if explicit else padded * head_dim)
+    return max(1, min(groups, MAX_GROUPS, MAX_PADDED_ELEMENTS // per_group))
 
 
 # --------------------------------------------------------------------------------------

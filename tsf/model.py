@@ -184,8 +184,11 @@ class Block(nn.Module):
         """``record``: a list to append every step's attention to, ``(record_batch, G, heads, L, L)``
         per bucket (``record_batch`` defaults to the batch; Space passes its clips' count)."""
         need = record is not None
-        cls, patches = x[:, :1], x[:, 1:]  # (B, 1, D), (B, HWT, D)
-        B, N, D = patches.shape
+        B, D = x.shape[0], x.shape[-1]
+        N = x.shape[1] - 1
+        # split, not two slices: the backward of a split is one concatenation, that of a slice
+        # a zero-filled full-size gradient to copy it into (twice, and then their sum)
+        cls, patches = x.split([1, N], dim=1)  # (B, 1, D), (B, HWT, D)
         rb = record_batch or B
 
         for step in self.scheme.extra_steps:  # the cls sits these out
@@ -221,9 +224,10 @@ class Block(nn.Module):
             G = part.shape[0] // B
             out, w = self.attn(part, need, rb)  # (B*G, 1+L, D)
             out = self.drop_path(out)
-            cls_sum = cls_sum + out[:, 0].view(B, G, D).sum(1)
+            head, rest = out.split([1, out.shape[1] - 1], dim=1)
+            cls_sum = cls_sum + head.view(B, G, D).sum(1)
             n_groups += G
-            outs.append(out[:, 1:])
+            outs.append(rest)
             weights.append(w)
         cls = cls + (cls_sum / n_groups).unsqueeze(1)
         patches = main.merge_add(patches, outs, grid)
@@ -240,7 +244,8 @@ class TimeSformer(nn.Module):
     ``model(video, return_attention=True)`` returns ``(logits, maps)``, where ``maps[i][j]``
     is the :class:`StepAttention` of step ``j`` of block ``i`` (steps in execution order:
     divided is ``temporal`` then ``main`` over frames). That path computes the softmax
-    explicitly; the normal path uses ``scaled_dot_product_attention``.
+    explicitly; the normal path uses ``scaled_dot_product_attention`` except for short groups
+    on a CPU (``tsf.attention.explicit_path``).
     """
 
     def __init__(self, config: TimeSformerConfig) -> None:

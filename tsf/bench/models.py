@@ -4,9 +4,15 @@ For each scheme of a *case* (a model preset, batch size, precision, with or with
 ``torch.compile``) this builds our model, gives Hugging Face's
 ``TimesformerForVideoClassification`` the same weights with :func:`tsf.to_hf` (divided and
 joint: the schemes it has), checks that the two give the same logits, and times them on
-the same batch with :func:`tsf.bench.timing.time_interleaved` (round by round, the order
-rotated, so a drift of the machine touches all alike). The warm-up rounds are not kept; a
-row reports the median clips per second and the quartiles.
+the same batch with :func:`tsf.bench.timing.time_interleaved`, scheme by scheme (only that
+scheme's models alive). Each model is timed as a user's loop of it runs: in every round it
+takes ``settle`` untimed steps and then ``block`` timed ones in a row, and the models take
+turns in an order rotated from round to round, so that a drift of the machine touches all
+alike. Timed one step at a time after other models' steps instead (this module's earlier
+design), a model runs on the caches and heap another left, which is not what its user
+sees. The warm-up rounds are not kept; a row reports the median clips per second and the
+quartiles, and the ratio is also given from the rounds where ours ran first and from those
+where theirs did (``tsf_over_hf_by_order``), as a measure of how much the order matters.
 
 * the steps: :mod:`tsf.bench.steps` (inference; training with the study's recipe);
 * memory: the peak growth of one step over what was allocated before it (activations,
@@ -73,6 +79,8 @@ class Case:
     threads: int | None = None  # CPU threads (None: torch's default)
     warmup: int = 3  # rounds not kept
     repeats: int = 20  # rounds kept
+    block: int = 1  # timed steps in a row per model and round
+    settle: int = 0  # untimed steps before them (the model's own caches and heap back)
     num_frames: int | None = None  # input size, default the preset's
     img_size: int | None = None
 
@@ -81,16 +89,19 @@ class Case:
         return preset(self.preset, attention=scheme, drop_path_rate=0.0, **sizes)
 
 
+# Each model is timed as a loop of its own steps (``settle`` then ``block`` in a row), the
+# models of a scheme taking turns round by round: what a user of either model waits for.
 CPU_CASES: tuple[Case, ...] = (
     # the study's model and batch (tsf.study.presets "cpu"), all cores
-    Case("small-train", "small", batch_size=32, warmup=3, repeats=20),
+    Case("small-train", "small", batch_size=32, warmup=1, repeats=8, block=2, settle=1),
     # the study trains two runs side by side, one thread each: what `make reproduce` waits for
-    Case("small-train-1thread", "small", batch_size=32, modes=("train",), threads=1, warmup=2, repeats=10),
+    Case("small-train-1thread", "small", batch_size=32, modes=("train",), threads=1, warmup=1, repeats=5, block=2,
+         settle=1),
     # both compiled (inductor, C++): the fastest either can be on this machine
     Case("small-train-compile", "small", schemes=HF_SCHEMES, batch_size=32, modes=("train",), compile=True,
-         warmup=2, repeats=10),
+         warmup=1, repeats=5, block=2, settle=1),
     # ViT-B/16, 8 x 224, one clip
-    Case("base-infer", "base", batch_size=1, modes=("infer",), warmup=1, repeats=5),
+    Case("base-infer", "base", batch_size=1, modes=("infer",), warmup=1, repeats=3, block=2, settle=1),
 )
 
 GPU_CASES: tuple[Case, ...] = tuple(
@@ -259,10 +270,12 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
     started = utc_now()
     dtype = torch.bfloat16 if case.precision == "bf16" and device.type == "cuda" else torch.float32
     rate = matmul_rate(device, dtype)
-    steps: dict[str, Callable[[], None]] = {}
     rows: dict[str, dict[str, Any]] = {}
     parity: dict[str, Any] = {}
-    for scheme in case.schemes:
+    seconds: dict[str, list[float]] = {}
+    orders: list[list[str]] = []
+    for scheme in case.schemes:  # timed scheme by scheme: only its models are alive while they run
+        steps: dict[str, Callable[[], None]] = {}
         config = case.config(scheme)
         models = {k: m.to(device) for k, m in build_models(config, hf=case.hf).items()}
         try:
@@ -298,21 +311,42 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
                 rows[key] = row
                 if not row.get("oom"):
                     steps[key] = step
-    seconds = time_interleaved(steps, warmup=case.warmup, repeats=case.repeats, device=device, progress=progress)
+        seconds.update(time_interleaved(steps, warmup=case.warmup, repeats=case.repeats, device=device,
+                                        progress=progress, block=case.block, settle=case.settle, orders=orders))
+        del steps, models  # before the next scheme's are built
     for key, values in seconds.items():
         row = rows[key]
         q1, median, q3 = quartiles([row["batch_size"] / s for s in values])  # clips per second
-        row.update(clips_per_s=median, clips_per_s_q1=q1, clips_per_s_q3=q3, rounds=len(values),
+        row.update(clips_per_s=median, clips_per_s_q1=q1, clips_per_s_q3=q3, rounds=case.repeats, samples=len(values),
                    mfu=model_flops_utilisation(int(row["gmacs_per_clip"] * 1e9), median, rate["tflops"], row["mode"]))
-    ratios = {}
+    ratios, by_order = {}, {}
     for scheme in case.schemes:
         for mode in case.modes:
             ours, theirs = rows.get(f"tsf/{scheme}/{mode}", {}), rows.get(f"hf/{scheme}/{mode}", {})
             if "clips_per_s" in ours and "clips_per_s" in theirs:
                 ratios[f"{scheme}/{mode}"] = ours["clips_per_s"] / theirs["clips_per_s"]
+                by_order[f"{scheme}/{mode}"] = ratio_by_order(seconds, orders, f"tsf/{scheme}/{mode}",
+                                                              f"hf/{scheme}/{mode}", case.block)
     return {"case": dataclasses.asdict(case), "date": started, "command": command_line(command), "device": str(device),
             "threads": torch.get_num_threads(), "load_average_1min": {"start": load_start, "end": load_average()},
-            "matmul": rate, "parity": parity, "rows": list(rows.values()), "tsf_over_hf": ratios}
+            "matmul": rate, "parity": parity, "rows": list(rows.values()), "tsf_over_hf": ratios,
+            "tsf_over_hf_by_order": by_order}
+
+
+def ratio_by_order(seconds: dict[str, list[float]], orders: list[list[str]], ours: str, theirs: str,
+                   block: int) -> dict[str, float]:
+    """Our rate over theirs from the rounds where ours ran first and from those where theirs did
+    (median seconds of each, ``block`` samples per round): how much the order matters."""
+    rounds = [order for order in orders if ours in order and theirs in order]
+    out = {}
+    for label, first in (("tsf first", ours), ("hf first", theirs)):
+        second = theirs if first == ours else ours
+        picked = [i for i, order in enumerate(rounds) if order.index(first) < order.index(second)]
+        if picked:
+            mine = [s for i in picked for s in seconds[ours][i * block:(i + 1) * block]]
+            other = [s for i in picked for s in seconds[theirs][i * block:(i + 1) * block]]
+            out[label] = statistics.median(other) / statistics.median(mine)
+    return out
 
 
 def merge_results(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -401,7 +435,8 @@ def _mem(row: dict[str, Any] | None) -> str:
 
 
 def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per case, mode and scheme: our rate and Hugging Face's, the ratio, memory, MFU."""
+    """One row per case, mode and scheme: our rate and Hugging Face's, the ratio (and the ratio from the
+    rounds where ours ran first / where theirs did), memory, MFU."""
     out = []
     for case in result["cases"]:
         rows = {(r["impl"], r["scheme"], r["mode"]): r for r in case["rows"]}
@@ -409,10 +444,12 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
             for scheme in case["case"]["schemes"]:
                 ours, theirs = rows.get(("tsf", scheme, mode)), rows.get(("hf", scheme, mode))
                 ratio = case["tsf_over_hf"].get(f"{scheme}/{mode}")
+                order = case.get("tsf_over_hf_by_order", {}).get(f"{scheme}/{mode}", {})
                 out.append({
                     "case": case["case"]["name"], "mode": mode, "scheme": scheme,
                     "batch": str(ours["batch_size"]) if ours else "-", "threads": str(case["threads"]),
                     "tsf": _rate(ours), "hf": _rate(theirs), "ratio": f"{ratio:.2f}" if ratio else "-",
+                    "order": "/".join(f"{order[k]:.2f}" for k in ("tsf first", "hf first")) if len(order) == 2 else "-",
                     "tsf_mb": _mem(ours), "hf_mb": _mem(theirs),
                     "mfu": f"{ours['mfu']:.0%}" if ours and "mfu" in ours else "-",
                     "hf_mfu": f"{theirs['mfu']:.0%}" if theirs and "mfu" in theirs else "-"})
@@ -455,7 +492,7 @@ def format_results(result: dict[str, Any]) -> str:
     table = format_table(table_rows(result), [
         ("case", "case", "s"), ("mode", "mode", "s"), ("scheme", "scheme", "s"), ("batch", "batch", "s"),
         ("threads", "thr", "s"), ("tsf", "tsf clips/s (IQR)", "s"), ("hf", "HF clips/s (IQR)", "s"),
-        ("ratio", "tsf/HF", "s"), ("tsf_mb", "tsf MB", "s"), ("hf_mb", "HF MB", "s"), ("mfu", "tsf MFU", "s"),
+        ("ratio", "tsf/HF", "s"), ("order", "tsf 1st/HF 1st", "s"), ("tsf_mb", "tsf MB", "s"), ("hf_mb", "HF MB", "s"), ("mfu", "tsf MFU", "s"),
         ("hf_mfu", "HF MFU", "s")])
     rates = ", ".join(f"{c['case']['name']} {c['matmul']['tflops'] * 1e3:.0f} GFLOP/s ({c['matmul']['dtype']}, "
                       f"{c['matmul']['threads']} thr)" for c in result["cases"])

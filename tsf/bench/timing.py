@@ -1,9 +1,10 @@
 """The one timer and the one summary of its samples.
 
-:func:`time_interleaved` times several callables in rounds: every round calls each once, in
-an order rotated by one place from round to round, so that a drift of the machine (another
-job, the CPU's clock) touches all of them alike; warm-up rounds are not kept. On a GPU every
-call is bracketed by ``torch.cuda.synchronize``. :func:`quartiles` summarises the samples.
+:func:`time_interleaved` times several callables in rounds: every round runs each in turn (a
+few calls in a row where asked), in an order rotated by one place from round to round, so
+that a drift of the machine (another job, the CPU's clock) touches all of them alike; warm-up
+rounds are not kept. On a GPU every call is bracketed by ``torch.cuda.synchronize``.
+:func:`quartiles` summarises the samples.
 """
 
 from __future__ import annotations
@@ -34,21 +35,29 @@ def sync(device: torch.device) -> None:
 
 
 def time_interleaved(calls: dict[str, Callable[[], Any]], *, warmup: int, repeats: int,
-                     device: torch.device | str = "cpu", progress: bool = True) -> dict[str, list[float]]:
+                     device: torch.device | str = "cpu", progress: bool = True, block: int = 1, settle: int = 0,
+                     orders: list[list[str]] | None = None) -> dict[str, list[float]]:
     """Seconds per call of every callable, ``repeats`` rounds after ``warmup`` rounds.
 
-    Every round calls each one once; the order is rotated by one place each round.
+    Every round runs each callable in turn, the order rotated by one place each round; each
+    turn is ``settle`` untimed calls and then ``block`` timed ones in a row, so that a callable
+    is timed as a loop of it runs (what a user of one model sees: its own caches and heap),
+    not just after another callable. ``orders``: a list to append each kept round's order to.
     """
     device = torch.device(device)
     names = list(calls)
     seconds: dict[str, list[float]] = {n: [] for n in names}
     for r in tqdm(range(warmup + repeats), desc="rounds", unit="round", disable=not progress, leave=False):
         shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            sync(device)
-            start = time.perf_counter()
-            calls[name]()
-            sync(device)
-            if r >= warmup:
-                seconds[name].append(time.perf_counter() - start)
+        order = names[shift:] + names[:shift]
+        for name in order:
+            for i in range(settle + block):
+                sync(device)
+                start = time.perf_counter()
+                calls[name]()
+                sync(device)
+                if r >= warmup and i >= settle:
+                    seconds[name].append(time.perf_counter() - start)
+        if r >= warmup and orders is not None:
+            orders.append(order)
     return seconds
