@@ -3,7 +3,8 @@
 It imports nothing else of tsf, so benchmarks, training runs (``env.json``), the study's
 figures and ``make reproduce`` all describe the machine the same way.
 
-:func:`provenance` is ``{"date", "command", "machine"}``; :func:`machine` says what ran it
+:func:`provenance` is ``{"date", "command", "code", "machine"}``; :func:`code` is the git commit
+of the checkout that ran it (None outside one); :func:`machine` says what ran it
 (CPU, cores, threads, the load from other work, OS, library versions, the environment
 variables that change threading and allocation, the GPU if one is used). Figures carry the
 short :func:`label`.
@@ -17,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,9 +83,26 @@ def command_line(command: Sequence[str] | None = None) -> str:
     return shlex.join(list(command) if command is not None else ["python", "-m", "tsf", *sys.argv[1:]])
 
 
+def code(root: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The git commit of the checkout at ``root`` (default: the one this package runs from) and
+    whether files tracked by git had changes (``{"commit", "modified"}``); None outside a git
+    checkout (an installed wheel)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "modified": bool(status.strip())}
+
+
 def provenance(command: Sequence[str] | None = None, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """``{"date", "command", "machine"}``: the fields every result file starts with."""
-    return {"date": utc_now(), "command": command_line(command), "machine": machine(device)}
+    """``{"date", "command", "code", "machine"}``: the fields every result file starts with."""
+    return {"date": utc_now(), "command": command_line(command), "code": code(), "machine": machine(device)}
 
 
 def label() -> str:

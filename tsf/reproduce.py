@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .provenance import label
+from .provenance import code, label
 from .bench.table import format_minutes, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +139,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     executed.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     params = {"preset": preset, "seed": seed, "output_dir": str(figures), "runs_dir": str(run_dir)}
+    cached = sum(1 for p in run_dir.glob("*/study.json"))  # finished runs this one reuses (0: from scratch)
     done: list[NotebookRun] = []
     start = time.perf_counter()
     for i, name in enumerate(names, 1):
@@ -165,6 +166,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
               "command": f"python -m tsf reproduce --preset {preset}" + (f" --only {' '.join(names)}" if only else ""),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     timing["machine"] = label()
+    timing["code"], timing["runs_cached_at_start"] = code(), cached
     if not only:
         (figures / "reproduce.json").write_text(json.dumps(timing, indent=2))
     echo(f"all {len(done)} notebooks done in {format_minutes(timing['total_seconds'])}; summary: {summary}")
@@ -176,7 +178,11 @@ def timing_table(timing: dict[str, Any]) -> str:
     rows = [{"notebook": name, "time": format_minutes(seconds)} for name, seconds in timing["notebooks"].items()]
     rows.append({"notebook": "all", "time": format_minutes(timing["total_seconds"])})
     table = format_table(rows, [("notebook", "notebook", "s"), ("time", "time", ">s")])
-    return f"{table}\n`{timing['command']}` on {timing['machine']}, {timing['date']}"
+    cached = timing.get("runs_cached_at_start")  # absent from files written before it was recorded
+    reuse = "" if cached is None else ", from an empty run cache" if cached == 0 else f", reusing {cached} cached runs"
+    commit = (timing.get("code") or {}).get("commit")
+    return (f"{table}\n`{timing['command']}` on {timing['machine']}, {timing['date']}{reuse}"
+            + (f" (commit {commit[:10]})" if commit else ""))
 
 
 def dry_run(preset: str) -> str:
