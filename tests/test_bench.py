@@ -148,6 +148,11 @@ def test_run_case_times_both_and_reports_rates_memory_and_ratios():
     assert result["parity"]["local_global"] is None and result["parity"]["divided"]["max_abs_diff"] < 1e-4
     assert result["command"] == "python -m tsf bench test" and set(result["load_average_1min"]) == {"start", "end"}
     assert result["matmul"]["tflops"] > 0 and result["threads"] == torch.get_num_threads()
+    # the MFU denominator was timed in each scheme's rounds, and each row's MFU uses its scheme's
+    assert set(result["matmul"]["by_scheme"]) == {"divided", "local_global"}
+    row = rows[("tsf", "local_global", "train")]
+    assert row["mfu"] == pytest.approx(models.model_flops_utilisation(
+        int(row["gmacs_per_clip"] * 1e9), row["clips_per_s"], result["matmul"]["by_scheme"]["local_global"], "train"))
 
 
 def test_a_case_with_one_thread_restores_the_thread_count():
@@ -270,3 +275,23 @@ def test_cli_profile_writes_its_command(tmp_path, capsys):
     assert result["scheme"] == "joint" and result["mode"] == "infer" and "date" in result
     assert result["command"] == f"python -m tsf bench profile --attention joint --mode infer --rounds 1 --out {out}"
     assert "| joint infer step, batch 32 (ms) | tsf | hf |" in capsys.readouterr().out
+
+
+def test_cpu_targets_are_judged_from_the_cases_ratios_and_mfu():
+    def case(name, compile_, ratios, rows):
+        return {"case": {"name": name, "compile": compile_}, "tsf_over_hf": ratios, "rows": rows}
+    result = {"device": "cpu", "cases": [
+        case("small-train", False, {"divided/train": 1.20, "joint/train": 0.99, "divided/infer": 1.05},
+             [{"impl": "tsf", "scheme": "divided", "mode": "train", "mfu": 0.81},
+              {"impl": "hf", "scheme": "divided", "mode": "train", "mfu": 0.9},
+              {"impl": "tsf", "scheme": "axial", "mode": "train", "mfu": 0.5}]),
+        case("small-train-compile", True, {"divided/train": 1.0}, [{"impl": "tsf", "scheme": "divided",
+                                                                    "mode": "train", "mfu": 0.1}])]}
+    got = {(v["case"], v["target"]): (v["measured"], v["verdict"]) for v in models.verdicts(result)}
+    assert got == {
+        ("small-train", "divided: training at least 1.15x Hugging Face's"): ("1.20x", "yes"),
+        ("small-train", "joint: training at least 1x Hugging Face's"): ("0.99x", "no"),
+        ("small-train", "divided: inference at least 1.1x Hugging Face's"): ("1.05x", "no"),
+        ("small-train", "divided: training at least 80% of the matmul rate"): ("81%", "yes"),
+        ("small-train", "axial: training at least 80% of the matmul rate"): ("50%", "no"),
+        ("small-train-compile", "divided: compiled training at least 1x Hugging Face's compiled"): ("1.00x", "yes")}

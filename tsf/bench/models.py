@@ -20,8 +20,9 @@ where theirs did (``tsf_over_hf_by_order``), as a measure of how much the order 
   :mod:`tsf.bench.memory`. CPU: in a fresh process, after one warm step;
 * model FLOPs utilisation: ``tsf.count_macs`` counts multiply-adds, so a forward pass is
   ``2 * macs`` FLOPs and a training step ``6 * macs`` (backward = two forward passes); the
-  rate is divided by the device's measured matmul rate (median of repeats of a large
-  matmul: float32 on CPU, bf16 on a GPU) at the case's thread count.
+  rate is divided by the device's measured matmul rate (a large matmul: float32 on CPU, bf16
+  on a GPU, at the case's thread count), timed as one more turn in the models' own rounds so
+  that the machine's speed at the time touches both alike (per scheme: ``matmul.by_scheme``).
 
 Stochastic depth is off in every case (``drop_path_rate=0``): transformers >= 5 types it as
 an integer, so the exported model could not have it, and it would make the steps differ.
@@ -91,6 +92,8 @@ class Case:
 
 # Each model is timed as a loop of its own steps (``settle`` then ``block`` in a row), the
 # models of a scheme taking turns round by round: what a user of either model waits for.
+MATMUL = "matmul"  # the reference matmul's turn in every round of a case
+
 CPU_CASES: tuple[Case, ...] = (
     # the study's model and batch (tsf.study.presets "cpu"), all cores
     Case("small-train", "small", batch_size=32, warmup=1, repeats=8, block=2, settle=1),
@@ -167,12 +170,23 @@ def describe_case(case: Case) -> str:
 def matmul_rate(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, n: int | None = None,
                 repeats: int = 10) -> dict[str, Any]:
     """The measured rate of a large ``n x n`` matmul: median of ``repeats``, in TFLOP/s (2 n^3 FLOPs each)."""
+    a, b = matmul_operands(device, dtype, n)
+    seconds = time_interleaved({"mm": lambda: a @ b}, warmup=3, repeats=repeats, device=device, progress=False)["mm"]
+    return matmul_summary(a.shape[0], dtype, seconds)
+
+
+def matmul_operands(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                    n: int | None = None) -> tuple[Tensor, Tensor]:
+    """The two ``n x n`` operands of the reference matmul (8192 on a GPU, 2048 on a CPU)."""
     device = torch.device(device)
     n = n or (8192 if device.type == "cuda" else 2048)
     g = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
-    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
-    seconds = time_interleaved({"mm": lambda: a @ b}, warmup=3, repeats=repeats, device=device, progress=False)["mm"]
+    return (torch.randn(n, n, device=device, dtype=dtype, generator=g),
+            torch.randn(n, n, device=device, dtype=dtype, generator=g))
+
+
+def matmul_summary(n: int, dtype: torch.dtype, seconds: list[float]) -> dict[str, Any]:
+    """The matmul rate from its timed samples: median, in TFLOP/s (2 n^3 FLOPs each)."""
     return {"n": n, "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
             "tflops": 2 * n**3 / statistics.median(seconds) / 1e12}
 
@@ -269,7 +283,10 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
     load_start = load_average()
     started = utc_now()
     dtype = torch.bfloat16 if case.precision == "bf16" and device.type == "cuda" else torch.float32
-    rate = matmul_rate(device, dtype)
+    # the MFU denominator is timed in the same rounds as the models (one more turn per round), so
+    # that a change of the machine's speed during the case touches it as it touches them
+    mm_a, mm_b = matmul_operands(device, dtype)
+    mm_seconds: dict[str, list[float]] = {}
     rows: dict[str, dict[str, Any]] = {}
     parity: dict[str, Any] = {}
     seconds: dict[str, list[float]] = {}
@@ -311,14 +328,22 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
                 rows[key] = row
                 if not row.get("oom"):
                     steps[key] = step
-        seconds.update(time_interleaved(steps, warmup=case.warmup, repeats=case.repeats, device=device,
-                                        progress=progress, block=case.block, settle=case.settle, orders=orders))
+        steps[MATMUL] = lambda: mm_a @ mm_b
+        timed = time_interleaved(steps, warmup=case.warmup, repeats=case.repeats, device=device,
+                                 progress=progress, block=case.block, settle=case.settle, orders=orders)
+        mm_seconds[scheme] = timed.pop(MATMUL)
+        seconds.update(timed)
         del steps, models  # before the next scheme's are built
+    rates = {scheme: matmul_summary(mm_a.shape[0], dtype, values)["tflops"] for scheme, values in mm_seconds.items()}
+    rate = {**matmul_summary(mm_a.shape[0], dtype, [s for v in mm_seconds.values() for s in v]),
+            "by_scheme": rates, "timed": "in the models' rounds"}
+    del mm_a, mm_b
     for key, values in seconds.items():
         row = rows[key]
         q1, median, q3 = quartiles([row["batch_size"] / s for s in values])  # clips per second
         row.update(clips_per_s=median, clips_per_s_q1=q1, clips_per_s_q3=q3, rounds=case.repeats, samples=len(values),
-                   mfu=model_flops_utilisation(int(row["gmacs_per_clip"] * 1e9), median, rate["tflops"], row["mode"]))
+                   mfu=model_flops_utilisation(int(row["gmacs_per_clip"] * 1e9), median, rates[row["scheme"]],
+                                               row["mode"]))
     ratios, by_order = {}, {}
     for scheme in case.schemes:
         for mode in case.modes:
@@ -463,8 +488,52 @@ TRAIN_SPEEDUP_TARGET = 2.0
 INFER_MFU_TARGET = 0.5
 
 
+#: The CPU targets (issue 15), each ratio measured within one case's interleaved rounds: our training step
+#: over Hugging Face's (divided, joint), inference over theirs, compiled over their compiled training step,
+#: and the training step's share of the matmul rate timed in the same rounds.
+CPU_TRAIN_TARGETS = {"divided": 1.15, "joint": 1.0}
+CPU_INFER_TARGET = 1.1
+CPU_COMPILE_TARGET = 1.0
+CPU_TRAIN_MFU_TARGET = 0.8
+
+
+def _verdict(case: str, target: str, measured: str, met: bool) -> dict[str, str]:
+    return {"case": case, "target": target, "measured": measured, "verdict": "yes" if met else "no"}
+
+
+def cpu_verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
+    """The CPU targets checked against a CPU result's cases, one line per target and case."""
+    lines = []
+    for case in result["cases"]:
+        c, ratios = case["case"], case["tsf_over_hf"]
+        for key, ratio in ratios.items():
+            scheme, mode = key.split("/")
+            if c["compile"]:
+                target = CPU_COMPILE_TARGET
+                text = f"{scheme}: compiled training at least {target:g}x Hugging Face's compiled"
+            elif mode == "train" and scheme in CPU_TRAIN_TARGETS:
+                target = CPU_TRAIN_TARGETS[scheme]
+                text = f"{scheme}: training at least {target:g}x Hugging Face's"
+            elif mode == "infer":
+                target = CPU_INFER_TARGET
+                text = f"{scheme}: inference at least {target:g}x Hugging Face's"
+            else:
+                continue
+            lines.append(_verdict(c["name"], text, f"{ratio:.2f}x", ratio >= target))
+        if not c["compile"]:
+            for row in case["rows"]:
+                if row["impl"] == "tsf" and row["mode"] == "train" and "mfu" in row:
+                    lines.append(_verdict(c["name"], f"{row['scheme']}: training at least "
+                                          f"{CPU_TRAIN_MFU_TARGET:.0%} of the matmul rate", f"{row['mfu']:.0%}",
+                                          row["mfu"] >= CPU_TRAIN_MFU_TARGET))
+    return lines
+
+
 def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
-    """The targets checked against a GPU result's ``base`` bf16 cases (none for a CPU result)."""
+    """The targets checked against a result: a GPU result's ``base`` bf16 cases, or a CPU result's
+    (:func:`cpu_verdicts`)."""
+    if result.get("device") == "cpu":
+        return cpu_verdicts(result)
     if result.get("device") != "cuda":
         return []
     lines = []
@@ -487,8 +556,8 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def format_results(result: dict[str, Any]) -> str:
-    """The plain-text table ``python -m tsf bench models`` prints and docs/performance.md shows (with the
-    targets' verdicts under a GPU result's table)."""
+    """The plain-text table ``python -m tsf bench models`` prints and docs/performance.md shows, with the
+    targets' verdicts under it (:func:`verdicts`)."""
     table = format_table(table_rows(result), [
         ("case", "case", "s"), ("mode", "mode", "s"), ("scheme", "scheme", "s"), ("batch", "batch", "s"),
         ("threads", "thr", "s"), ("tsf", "tsf clips/s (IQR)", "s"), ("hf", "HF clips/s (IQR)", "s"),
@@ -496,7 +565,7 @@ def format_results(result: dict[str, Any]) -> str:
         ("hf_mfu", "HF MFU", "s")])
     rates = ", ".join(f"{c['case']['name']} {c['matmul']['tflops'] * 1e3:.0f} GFLOP/s ({c['matmul']['dtype']}, "
                       f"{c['matmul']['threads']} thr)" for c in result["cases"])
-    text = f"{table}\nmatmul rate (MFU denominator): {rates}"
+    text = f"{table}\nmatmul rate (MFU denominator, timed in the same rounds): {rates}"
     checked = verdicts(result)
     if checked:
         text += "\n\n" + format_table(checked, [("case", "case", "s"), ("target", "target", "s"),
