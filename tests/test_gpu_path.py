@@ -267,7 +267,8 @@ def test_bench_prints_the_gpu_targets_verdicts():
     assert train.split()[-2:] == ["2.40x", "yes"] and infer.split()[-2:] == ["55%", "yes"]
     assert [v["verdict"] for v in models.verdicts(_gpu_result(2.4, 0.55))] == ["yes", "yes"]
     assert [v["verdict"] for v in models.verdicts(_gpu_result(1.5, 0.3))] == ["no", "no"]
-    assert models.verdicts({**_gpu_result(2.4, 0.55), "device": "cpu"}) == []  # GPU targets
+    as_cpu = models.verdicts({**_gpu_result(2.4, 0.55), "device": "cpu"})  # a CPU result: the CPU targets only
+    assert as_cpu == models.cpu_verdicts(_gpu_result(2.4, 0.55)) and not any("bf16" in v["target"] for v in as_cpu)
     cut = {**_gpu_result(2.4, 0.55), "skipped": [{"case": "hr-bf16", "why": "..."}, {"case": "large-bf16"}]}
     assert models.format_results(cut).endswith("skipped (--budget): hr-bf16, large-bf16")
 

@@ -565,7 +565,9 @@ def format_results(result: dict[str, Any]) -> str:
         ("hf_mfu", "HF MFU", "s")])
     rates = ", ".join(f"{c['case']['name']} {c['matmul']['tflops'] * 1e3:.0f} GFLOP/s ({c['matmul']['dtype']}, "
                       f"{c['matmul']['threads']} thr)" for c in result["cases"])
-    text = f"{table}\nmatmul rate (MFU denominator, timed in the same rounds): {rates}"
+    when = ("timed in the same rounds" if all("by_scheme" in c["matmul"] for c in result["cases"])
+            else "measured before each case")  # files from before the rate was timed in the rounds
+    text = f"{table}\nmatmul rate (MFU denominator, {when}): {rates}"
     checked = verdicts(result)
     if checked:
         text += "\n\n" + format_table(checked, [("case", "case", "s"), ("target", "target", "s"),

@@ -40,7 +40,8 @@ def op_family(name: str) -> str:
 def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode: str = "train", *,
                   rounds: int = 5, warmup: int = 2, top: int = 12, batch_size: int | None = None,
                   command: Sequence[str] | None = None) -> dict[str, Any]:
-    """Profile ``rounds`` steps of each implementation of ``case``/``scheme`` with ``torch.profiler``.
+    """Profile ``rounds`` steps of each implementation of ``case``/``scheme`` with ``torch.profiler``,
+    the implementations taking turns step by step (the order rotating from round to round).
 
     Returns, per implementation, the wall time per step, the self CPU time per step by
     operator family (:data:`OP_FAMILIES`) and the ``top`` operators by self time, so that a
@@ -55,26 +56,37 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
         data = clip_batch(config, batch_size)
         out: dict[str, Any] = {**provenance(command), "case": case_name, "scheme": config.attention, "mode": mode, "batch_size": batch_size,
                                "rounds": rounds, "threads": torch.get_num_threads(), "impls": {}}
-        for impl, model in models.items():
-            step = make_step(model, *data[impl], mode)
-            for _ in range(warmup):
+        steps = {impl: make_step(model, *data[impl], mode) for impl, model in models.items()}
+        for _ in range(warmup):
+            for step in steps.values():
                 step()
-            start = time.perf_counter()
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                for _ in range(rounds):
-                    step()
-            wall = (time.perf_counter() - start) / rounds
+        # the implementations take turns, one profiled step each, the order rotating: a drift of the
+        # machine's speed (minutes long on a shared host) then touches both alike
+        names = list(steps)
+        walls: dict[str, float] = dict.fromkeys(names, 0.0)
+        events: dict[str, dict[str, list[float]]] = {impl: {} for impl in names}
+        for r in range(rounds):
+            for impl in names[r % len(names):] + names[:r % len(names)]:
+                start = time.perf_counter()
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    steps[impl]()
+                walls[impl] += time.perf_counter() - start
+                for event in prof.key_averages():
+                    total = events[impl].setdefault(event.key, [0.0, 0])
+                    total[0] += event.self_cpu_time_total / 1e3
+                    total[1] += event.count
+        for impl in names:
             families: dict[str, float] = {}
             ops = []
-            for event in prof.key_averages():
-                self_ms = event.self_cpu_time_total / 1e3 / rounds
+            for key, (self_ms_all, count) in events[impl].items():
+                self_ms = self_ms_all / rounds
                 if self_ms <= 0:
                     continue
-                family = op_family(event.key)
+                family = op_family(key)
                 families[family] = families.get(family, 0.0) + self_ms
-                ops.append({"op": event.key, "family": family, "self_ms": self_ms, "calls": event.count // rounds})
+                ops.append({"op": key, "family": family, "self_ms": self_ms, "calls": count // rounds})
             ops.sort(key=lambda o: -o["self_ms"])
-            out["impls"][impl] = {"wall_ms_per_step_profiled": wall * 1e3,
+            out["impls"][impl] = {"wall_ms_per_step_profiled": walls[impl] / rounds * 1e3,
                                   "self_ms_by_family": dict(sorted(families.items(), key=lambda kv: -kv[1])),
                                   "self_ms_total": sum(families.values()), "top_ops": ops[:top]}
     return out
