@@ -133,3 +133,11 @@ def test_the_committed_cpu_study_is_a_complete_run_with_its_time_stated():
     assert "Preset `cpu`" in summary and "## Table 1" in summary
     for name in ("table1.csv", "table4.csv", "cost_flops.png", "calibration.csv", "order_control.csv"):
         assert (folder / name).is_file(), name
+
+
+def test_the_smoke_time_on_the_study_page_is_the_committed_measurement():
+    """docs/study.md's smoke time comes from a committed run of every notebook at smoke from an empty cache."""
+    timing = json.loads((ROOT / "benchmarks" / "results" / "reproduce_smoke.json").read_text())
+    assert timing["preset"] == "smoke" and tuple(timing["notebooks"]) == NOTEBOOKS
+    assert timing["runs_cached_at_start"] == 0
+    assert doc_block("docs/study.md", "reproduce-smoke-time") == timing_table(timing)
