@@ -103,6 +103,7 @@ def test_make_gpu_check_dry_run_on_the_cpu(tmp_path):
                                                                        "axial"}
     bench = json.loads((out / "bench_gpu.json").read_text())
     assert [c["case"]["name"] for c in bench["cases"]] == ["tiny-check", "tiny-check-extra"]
+    assert all(c["matmul"]["n"] == 256 for c in bench["cases"])  # the dry run's small MFU denominator
     train = json.loads((out / "train.json").read_text())
     assert train["resume"]["bit_identical"] and train["clips_per_s"]["workers"]["workers"] == 1
     assert json.loads((out / "extra.json").read_text())["joint_long_clip_train"]["trains"]
