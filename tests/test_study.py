@@ -268,3 +268,14 @@ def test_quickstart_figure_draws_every_step_of_a_short_run(tmp_path):
     assert len(loss.lines[0].get_xdata()) == steps >= 8
     assert [len(line.get_xdata()) for line in acc.lines[:3]] == [steps, len(curve), len(curve)]
     matplotlib.pyplot.close(fig)
+
+
+def test_the_cache_counts_only_finished_runs(tmp_path):
+    from tsf.study.runs import Runs
+
+    assert Runs(tmp_path / "absent").finished() == 0
+    (tmp_path / "done-abc").mkdir()
+    (tmp_path / "done-abc" / "study.json").write_text("{}")
+    (tmp_path / "interrupted-def").mkdir()  # a run with no scores yet: trained again by get
+    (tmp_path / "notebooks").mkdir()
+    assert Runs(tmp_path).finished() == 1

@@ -130,6 +130,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     import papermill as pm  # optional, as above
     from papermill.exceptions import PapermillExecutionError
     from .study import default_runs_dir
+    from .study.runs import Runs
     from .study.report import write_summary
 
     names = select(only)
@@ -139,7 +140,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     executed.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     params = {"preset": preset, "seed": seed, "output_dir": str(figures), "runs_dir": str(run_dir)}
-    cached = sum(1 for p in run_dir.glob("*/study.json"))  # finished runs this one reuses (0: from scratch)
+    cached = Runs(run_dir).finished()  # finished runs this one reuses (0: from scratch)
     done: list[NotebookRun] = []
     start = time.perf_counter()
     for i, name in enumerate(names, 1):

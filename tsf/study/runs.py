@@ -141,6 +141,10 @@ class Runs:
     def path(self, name: str, config: TrainConfig) -> Path:
         return self.root / f"{name}-{config_key(config)}"
 
+    def finished(self) -> int:
+        """How many finished runs the cache holds (a later ``get`` reuses them)."""
+        return sum(1 for run_dir in self.root.glob("*") if _score_file(run_dir).is_file())
+
     def _record(self, name: str, config: TrainConfig) -> RunRecord | None:
         run_dir = self.path(name, config)
         score_file = _score_file(run_dir)
