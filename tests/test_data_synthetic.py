@@ -228,3 +228,19 @@ def test_long_range_ceiling_is_the_best_rule_on_what_the_frames_show():
     assert ceilings == sorted(ceilings) and ceilings[-1] == 1.0, "16 of 32 frames catch every 2-4 frame cue"
     for r in rows:  # at least: certain with both cues, a coin flip otherwise (one cue's place can only add)
         assert 0.5 + 0.5 * r["both_cues"] - 1e-9 <= r["ceiling"] <= 1.0
+
+
+@pytest.mark.parametrize("task", ["motion", "ramp", "long_range"])
+def test_a_mirrored_set_pairs_each_clip_with_its_exact_reversal(task):
+    plain = SyntheticVideos(task, 8, num_frames=4, size=16, split="val")
+    mirrored = SyntheticVideos(task, 8, num_frames=4, size=16, split="val", mirrored=True)
+    for k in range(4):
+        a, b = mirrored.sample(2 * k), mirrored.sample(2 * k + 1)
+        assert (a.label, b.label) == (2 * k % mirrored.num_classes, (2 * k + 1) % mirrored.num_classes)
+        assert (a.label, b.label) in mirror_pairs(task)
+        assert torch.equal(b.frames, a.frames.flip(0)) and torch.equal(b.mask, a.mask.flip(0))
+        assert torch.equal(a.frames, plain.sample(2 * k).frames), "the even clips are the plain set's"
+    assert not torch.equal(plain.sample(1).frames, plain.sample(0).frames.flip(0)), "plain clips are independent"
+    assert "mirrored=True" in repr(mirrored)
+    with pytest.raises(ValueError, match="mirror twins; 'appearance' has none"):
+        SyntheticVideos("appearance", 4, mirrored=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 import torch
 
+from tsf.model import TimeSformer, randomise_zero_inits
 from tsf.study import setup
 from tsf.study.calibration import calibrate
 from tsf.study.metrics import pair_accuracy
@@ -35,6 +37,33 @@ def test_config_key_ignores_logging_but_not_what_a_run_computes():
     assert config_key(a) != config_key(study.train_config("motion", "divided", 1))
     assert config_key(a) != config_key(study.train_config("motion", "joint", 0))
     assert study.with_seed(5).seeds == (5,) and study_preset("cpu").with_seed(3).seeds == (3, 4)
+    mirrored = replace(a, data=replace(a.data, mirrored_val=True))
+    assert config_key(mirrored) != config_key(a), "another held-out set is another run"
+    assert config_key(a) == config_key(replace(a, data=replace(a.data, mirrored_val=False)))
+    assert "mirrored_val" in a.to_dict()["data"], "the field is in the config (the key leaves it out when unset)"
+
+
+def test_an_order_blind_model_scores_exactly_chance_on_the_controls_held_out_pairs():
+    from tsf.data.synthetic import SyntheticVideos
+    from tsf.study.control import control_config
+    from tsf.study.metrics import predict_logits, scores_on
+
+    cfg = control_config(study_preset("smoke"), "divided", 0, pos_embed="space")
+    assert cfg.data.mirrored_val and cfg.model.pos_embed == "space" and cfg.model.time_embed_init != "zeros"
+    val = SyntheticVideos("ramp", 64, num_frames=4, size=16, split="val", mirrored=True)
+    torch.manual_seed(0)
+    blind = TimeSformer(cfg.model).eval()
+    randomise_zero_inits(blind, std=0.5)
+    torch.nn.init.normal_(blind.head.weight, std=1.0)
+    logits, _ = predict_logits(blind, val, cfg)
+    with torch.no_grad():  # centred: it answers "brightening" for about half the clips, not for all
+        blind.head.bias[1] -= (logits[:, 1] - logits[:, 0]).median() + 1e-3
+    scores = scores_on(blind, val, cfg)
+    assert scores["val_acc"] == 0.5 and scores["pair_acc"] == 0.5, "one clip of each pair right, whatever the weights"
+    logits, _ = predict_logits(blind, val, cfg)
+    predicted = logits.argmax(1)
+    assert min((predicted == 0).sum(), (predicted == 1).sum()) >= 8, "not a model that answers one class throughout"
+    assert torch.allclose(logits[0::2], logits[1::2], atol=1e-5), "blind: a clip and its reversal score the same"
 
 
 @pytest.mark.slow  # study runs

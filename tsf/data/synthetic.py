@@ -368,6 +368,12 @@ class SyntheticVideos(Dataset):
     move at random; ``noise`` adds Gaussian pixel noise of that standard deviation (in
     units of the full range). Labels cycle through the classes (``label = i % num_classes``).
 
+    ``mirrored=True`` (tasks with mirror twins) draws clip ``2k + 1`` from the same video as
+    clip ``2k``: it is exactly clip ``2k`` played backwards, with the twin's label. On such a
+    set a model blind to frame order gives both clips of a pair the same scores, so exactly
+    one of the two is right: its accuracy within pairs is 50% by construction, with no
+    sampling noise (the order control's held-out set).
+
     A clip is a function of its index, so ``dataset[i]`` keeps the clips it made (uint8, up
     to ``cache_bytes``; each DataLoader worker keeps its own): from the second epoch on, a
     run trains on them instead of drawing them again. In a shortened run of the cpu study
@@ -380,8 +386,11 @@ class SyntheticVideos(Dataset):
     def __init__(self, task: str, num_samples: int, *, num_frames: int = 8, size: int = 32, seed: int = 0,
                  split: str = "train", source_frames: int | None = None, distractors: int | None = None,
                  noise: float = 0.0, cue_frames: tuple[int, int] = (2, 4),
-                 design: str = DEFAULT_MOTION_DESIGN) -> None:
+                 design: str = DEFAULT_MOTION_DESIGN, mirrored: bool = False) -> None:
         self.classes: list[str] = list(task_classes(task))
+        if mirrored and not mirror_pairs(task):
+            raise ValueError(f"mirrored=True needs a task whose classes have mirror twins; {task!r} has none")
+        self.mirrored = bool(mirrored)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         if num_samples < 0 or num_frames < 1 or size < 4:
@@ -411,7 +420,8 @@ class SyntheticVideos(Dataset):
 
     def __repr__(self) -> str:
         return (f"SyntheticVideos({self.task!r}, {self.num_samples}, num_frames={self.num_frames}, size={self.size}, "
-                f"seed={self.seed}, split={self.split!r}, source_frames={self.source_frames})")
+                f"seed={self.seed}, split={self.split!r}, source_frames={self.source_frames}"
+                f"{', mirrored=True' if self.mirrored else ''})")
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed & 0xFFFFFFFF, TASKS.index(self.task), SPLITS[self.split], index])
@@ -424,7 +434,7 @@ class SyntheticVideos(Dataset):
         label = index % self.num_classes if label is None else int(label)
         if not 0 <= label < self.num_classes:
             raise ValueError(f"label must be in [0, {self.num_classes}), got {label}")
-        rng = self._rng(index)
+        rng = self._rng(index - index % 2 if self.mirrored else index)  # mirrored: 2k + 1 is 2k's video
         count = self.source_frames
         sampling_seed = int(rng.integers(1 << 62))  # drawn either way: full and sampled clips are the same video
         if full:

@@ -38,10 +38,16 @@ _VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "checkpo
              "eval_every", "stop_after_steps")
 
 
+#: data fields added after runs were cached: in the key only when set, so the runs that leave them
+#: at their default keep their keys (and their cached results, which they would compute again)
+_KEY_ONLY_WHEN_SET = {"mirrored_val": False}
+
+
 def config_key(config: TrainConfig) -> str:
     """A short stable hash of what a run computes."""
     data = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE}
-    data["data"] = {k: v for k, v in data["data"].items() if k != "num_workers"}
+    data["data"] = {k: v for k, v in data["data"].items()
+                    if k != "num_workers" and not (k in _KEY_ONLY_WHEN_SET and v == _KEY_ONLY_WHEN_SET[k])}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

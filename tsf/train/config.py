@@ -28,7 +28,7 @@ class DataConfig:
     """Where clips come from and how they are sampled. Frames and crop come from the model."""
 
     kind: str = "synthetic"  # synthetic | kinetics (annotation file) | ssv2 (JSON) | folder (one per class)
-    task: str = "motion"  # synthetic task: appearance | motion | long_range
+    task: str = "motion"  # synthetic task: appearance | motion | long_range | ramp
     train_samples: int = 2048  # synthetic clips per epoch
     val_samples: int = 512  # synthetic held-out clips
     source_frames: int | None = None  # synthetic long_range: frames of the underlying video
@@ -45,6 +45,7 @@ class DataConfig:
     on_error: str = "skip"  # bad videos: raise | skip (warn, count, substitute)
     num_workers: int = -1  # DataLoader workers; -1: none on a CPU, on CUDA every core but one (engine.loader_workers)
     decode_timeout: float = 60.0  # seconds before a file counts as hanging the decoder (bad input, like a crash)
+    mirrored_val: bool = False  # synthetic: held-out clip 2k+1 is clip 2k reversed (order-blind scores exactly 50%)
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:

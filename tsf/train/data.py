@@ -50,7 +50,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         common = dict(num_frames=m.num_frames, size=m.img_size, seed=d.seed, source_frames=d.source_frames,
                       design=d.design)
         train = SyntheticVideos(d.task, d.train_samples, split="train", **common)
-        val = SyntheticVideos(d.task, d.val_samples, split="val", **common) if d.val_samples else None
+        val = (SyntheticVideos(d.task, d.val_samples, split="val", mirrored=d.mirrored_val, **common)
+               if d.val_samples else None)
         return train, val
     train = video_dataset(d, m, "train", "train", seed=config.seed)
     val = video_dataset(d, m, "val", "val", seed=config.seed, classes=train.classes,  # the training classes' indices
