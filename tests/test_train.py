@@ -347,3 +347,40 @@ def test_train_eval_predict_on_mp4_files_from_the_command_line(tmp_path):
 
     proc = run_cli("predict", str(run / "model"), str(tmp_path / "missing.mp4"), cwd=tmp_path)
     assert proc.returncode == 2 and "missing.mp4" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_seeded_item_draws_as_under_torch_manual_seed_and_leaves_the_callers_generators():
+    """SeededDataset seeds torch's CPU generator alone (torch.manual_seed also queues accelerator seeds,
+    which costs a stack trace per item where CUDA is not initialised): the items must not change."""
+    import random
+
+    import numpy as np
+
+    from tsf.train.sampling import SeededDataset
+
+    class Draws(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            return torch.rand(3), torch.randint(0, 100, (2,)), random.random(), float(np.random.rand())
+
+    def by_torch_manual_seed(seed):  # the former implementation
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed % (1 << 32))
+            try:
+                return Draws()[0]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    before = torch.rand(1), random.random(), np.random.rand()
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    for seed in (0, 12345, 2**40 + 3):
+        got, want = SeededDataset(Draws())[(1, seed)], by_torch_manual_seed(seed)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and got[2:] == want[2:]
+    assert (torch.rand(1), random.random(), np.random.rand()) == before, "the caller's streams go on untouched"
