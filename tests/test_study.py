@@ -43,6 +43,38 @@ def test_config_key_ignores_logging_but_not_what_a_run_computes():
     assert "mirrored_val" in a.to_dict()["data"], "the field is in the config (the key leaves it out when unset)"
 
 
+def test_the_pool_starts_the_longest_runs_first(tmp_path, monkeypatch):
+    """Two workers: the runs go out longest first, so a long one never starts while the other worker idles."""
+    import concurrent.futures
+
+    import tsf.study.runs as runs_module
+
+    started = []
+
+    class InlinePool:  # the pool's interface, running each job at once in this process
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, config_json, name, threads, curve_every):
+            started.append(name)
+            future = concurrent.futures.Future()
+            future.set_result(str(tmp_path))
+            return future
+
+    monkeypatch.setattr(runs_module, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(runs_module.Runs, "_record", lambda self, name, cfg: None if len(started) < 3 else "done")
+    study = study_preset("smoke")
+    specs = {f"n{n}": study.train_config("motion", "divided", 0, train_samples=n) for n in (64, 256, 128)}
+    runs_module.Runs(tmp_path, workers=2, progress=False).get(specs)
+    assert started == ["n256", "n128", "n64"]
+
+
 def test_an_order_blind_model_scores_exactly_chance_on_the_controls_held_out_pairs():
     from tsf.data.synthetic import SyntheticVideos
     from tsf.study.control import control_config

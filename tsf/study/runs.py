@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..cost import count_macs
 from ..train import TrainConfig, fit, pick_device
 from ..train.checkpoint import write_json_atomic
 from ..train.config import DataConfig
@@ -185,10 +186,11 @@ class Runs:
                     bar.set_postfix_str(name)
                     _run_one(cfg_json, name, threads, curve_every)
                     bar.update(1)
-            else:
+            else:  # the longest first, so that no long run starts last while the other workers idle
+                order = sorted(jobs, key=lambda name: -training_macs(todo[name]))
                 with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    futures = {pool.submit(_run_one, cfg_json, name, threads, curve_every): name
-                               for name, (cfg_json, curve_every) in jobs.items()}
+                    futures = {pool.submit(_run_one, jobs[name][0], name, threads, jobs[name][1]): name
+                               for name in order}
                     for future in as_completed(futures):
                         try:
                             future.result()
@@ -204,6 +206,13 @@ class Runs:
                 raise RuntimeError(f"run {name} finished without results in {self.path(name, cfg)}")
             out[name] = record
         return out
+
+
+def training_macs(config: TrainConfig) -> int:
+    """Multiply-adds of a run's training clips (forward), what orders the runs of one request."""
+    o = config.optim
+    clips = config.data.train_samples // (o.batch_size * o.accum_steps) * o.batch_size * o.accum_steps * o.epochs
+    return clips * count_macs(config.model)
 
 
 def synthetic_data(task: str, train_samples: int, val_samples: int, *, seed: int = 0,
