@@ -147,3 +147,25 @@ def test_the_smoke_time_on_the_study_page_is_the_committed_measurement():
     assert timing["preset"] == "smoke" and tuple(timing["notebooks"]) == NOTEBOOKS
     assert timing["runs_cached_at_start"] == 0
     assert doc_block("docs/study.md", "reproduce-smoke-time") == timing_table(timing)
+
+
+def test_the_timing_records_the_checkout_as_it_was_before_the_notebooks_wrote_into_it(tmp_path, monkeypatch):
+    """figures/ is tracked: asked after the run, git would always call the checkout modified."""
+    import papermill
+
+    import tsf.reproduce as module
+
+    state = {"written": False}
+
+    def execute(source, target, **kwargs):  # a notebook that writes a figure and nothing else
+        state["written"] = True
+        (tmp_path / "figures" / "table1.csv").write_text("what,ours\n")
+        shutil.copy(source, target)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setattr(module, "code", lambda: {"commit": "c0ffee", "modified": state["written"]})
+    monkeypatch.setattr("tsf.study.report.write_summary", lambda folder: folder / "SUMMARY.md")
+    reproduce("smoke", run_dir=tmp_path / "run", figures_dir=tmp_path / "figures", echo=lambda line: None)
+    timing = json.loads((tmp_path / "figures" / "reproduce.json").read_text())
+    assert timing["code"] == {"commit": "c0ffee", "modified": False} and state["written"]
+    assert tuple(timing["notebooks"]) == NOTEBOOKS and timing["runs_cached_at_start"] == 0

@@ -141,6 +141,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
     figures.mkdir(parents=True, exist_ok=True)
     params = {"preset": preset, "seed": seed, "output_dir": str(figures), "runs_dir": str(run_dir)}
     cached = Runs(run_dir).finished()  # finished runs this one reuses (0: from scratch)
+    checkout = code()  # before the notebooks write into figures/, which git tracks
     done: list[NotebookRun] = []
     start = time.perf_counter()
     for i, name in enumerate(names, 1):
@@ -167,7 +168,7 @@ def reproduce(preset: str = "cpu", only: Sequence[str] | None = None, *, seed: i
               "command": f"python -m tsf reproduce --preset {preset}" + (f" --only {' '.join(names)}" if only else ""),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     timing["machine"] = label()
-    timing["code"], timing["runs_cached_at_start"] = code(), cached
+    timing["code"], timing["runs_cached_at_start"] = checkout, cached
     if not only:
         (figures / "reproduce.json").write_text(json.dumps(timing, indent=2))
     echo(f"all {len(done)} notebooks done in {format_minutes(timing['total_seconds'])}; summary: {summary}")
