@@ -263,8 +263,13 @@ def test_profile_reports_both_models_by_family(capsys):
         families = impl["self_ms_by_family"]
         assert families["matmul"] > 0 and impl["self_ms_total"] == pytest.approx(sum(families.values()))
         assert impl["top_ops"] == sorted(impl["top_ops"], key=lambda o: -o["self_ms"])
+        clips_per_s = 2 / (families["matmul"] / 1e3)  # the step's two clips in its matmuls' time
+        assert impl["mfu_ceiling"] == pytest.approx(
+            6 * tsf.count_macs(tsf.preset("small", attention="divided")) * clips_per_s / (result["matmul"]["tflops"] * 1e12))
+    assert result["matmul"]["n"] == 2048 and result["matmul"]["threads"] == result["threads"]
     table = profile.format_profile(result)
     assert "| matmul |" in table and table.splitlines()[0].endswith("| tsf | hf |")
+    assert "MFU ceiling" in table.splitlines()[-1] and "tsf " in table.splitlines()[-1]
 
 
 @pytest.mark.slow  # the profiler

@@ -124,3 +124,28 @@ def test_the_notebooks_kernel_gets_the_repository_on_an_absolute_pythonpath(tmp_
     path = kernel_pythonpath(os.pathsep.join(["site", "/opt/x", "", str(ROOT)]))
     assert path.split(os.pathsep) == [str(ROOT), str(tmp_path / "site"), "/opt/x"]
     assert kernel_pythonpath("") == str(ROOT)
+
+
+def test_the_study_page_states_the_estimates_the_plan_gives():
+    """docs/study.md's table of estimates is tsf.study.plan.format_estimates(), one row per preset."""
+    from .helpers import doc_block
+
+    table = plan.format_estimates()
+    assert doc_block("docs/study.md", "plan-estimates") == table
+    assert [line.split()[0] for line in table.splitlines()[2:]] == list(STUDY_PRESETS)
+
+
+def test_the_cpu_assumption_is_the_rate_the_committed_study_runs_reached():
+    """CPU2's rate is two side-by-side runs' training FLOP/s as figures/cpu/table1_runs.csv records them
+    (within 15%): regenerate the figures on another machine and the estimate's assumption must follow."""
+    import statistics
+
+    import pandas as pd
+
+    from .helpers import ROOT
+
+    runs = pd.read_csv(ROOT / "figures" / "cpu" / "table1_runs.csv")
+    study = STUDY_PRESETS["cpu"]
+    rates = [6 * count_macs(study.train_config(r.task, r.scheme, r.seed).model) * study.batch_size * r.steps
+             / r.train_seconds for r in runs.itertuples()]
+    assert plan.CPU2.flops == pytest.approx(study.workers * statistics.median(rates), rel=0.15)

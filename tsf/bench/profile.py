@@ -10,7 +10,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from ..config import canonical_attention
-from .models import case_threads, find_case
+from ..cost import count_macs
+from .models import case_threads, find_case, matmul_operands, matmul_summary, model_flops_utilisation
 from ..provenance import provenance
 from .steps import build_models, clip_batch, make_step
 from .table import format_table
@@ -47,6 +48,11 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
     operator family (:data:`OP_FAMILIES`) and the ``top`` operators by self time, so that a
     missed target says where the time goes. CPU only: on a GPU, ``torch.profiler`` with CUDA
     activities is the tool, and the interleaved timings of :func:`run_case` are the numbers.
+
+    Each round also times the reference matmul of the MFU (``matmul``, unprofiled, the same
+    threads), and each implementation gets ``mfu_ceiling``: the MFU its step would reach if
+    every operator but the matmuls took no time (the model's FLOPs over its matmuls' self
+    time, against that rate). An MFU target above it needs faster products, not less overhead.
     """
     case = find_case(case_name)
     config = case.config(canonical_attention(scheme))
@@ -65,7 +71,14 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
         names = list(steps)
         walls: dict[str, float] = dict.fromkeys(names, 0.0)
         events: dict[str, dict[str, list[float]]] = {impl: {} for impl in names}
+        a, b = matmul_operands("cpu")
+        a @ b  # its warm-up
+        reference: list[float] = []
         for r in range(rounds):
+            for _ in range(3):
+                start = time.perf_counter()
+                a @ b
+                reference.append(time.perf_counter() - start)
             for impl in names[r % len(names):] + names[:r % len(names)]:
                 start = time.perf_counter()
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -75,6 +88,8 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
                     total = events[impl].setdefault(event.key, [0.0, 0])
                     total[0] += event.self_cpu_time_total / 1e3
                     total[1] += event.count
+        out["matmul"] = matmul_summary(a.shape[0], a.dtype, reference)
+        macs = count_macs(config)
         for impl in names:
             families: dict[str, float] = {}
             ops = []
@@ -86,9 +101,13 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
                 families[family] = families.get(family, 0.0) + self_ms
                 ops.append({"op": key, "family": family, "self_ms": self_ms, "calls": count // rounds})
             ops.sort(key=lambda o: -o["self_ms"])
+            # at the step's matmul time alone: batch_size clips in families["matmul"] ms
+            ceiling = model_flops_utilisation(macs, batch_size / (families["matmul"] / 1e3), out["matmul"]["tflops"],
+                                              mode)
             out["impls"][impl] = {"wall_ms_per_step_profiled": walls[impl] / rounds * 1e3,
                                   "self_ms_by_family": dict(sorted(families.items(), key=lambda kv: -kv[1])),
-                                  "self_ms_total": sum(families.values()), "top_ops": ops[:top]}
+                                  "self_ms_total": sum(families.values()), "mfu_ceiling": ceiling,
+                                  "top_ops": ops[:top]}
     return out
 
 
@@ -100,4 +119,10 @@ def format_profile(result: dict[str, Any]) -> str:
             for family in families]
     rows.append({"family": "all operators (self time)", **{i: result["impls"][i]["self_ms_total"] for i in impls}})
     title = f"{result['scheme']} {result['mode']} step, batch {result['batch_size']} (ms)"
-    return format_table(rows, [("family", title, "s"), *((i, i, ".1f") for i in impls)], markdown=True)
+    table = format_table(rows, [("family", title, "s"), *((i, i, ".1f") for i in impls)], markdown=True)
+    if "matmul" not in result:  # profiled before the reference matmul was timed with the steps
+        return table
+    ceilings = ", ".join(f"{i} {100 * result['impls'][i]['mfu_ceiling']:.0f}%" for i in impls)
+    return (f"{table}\n\nMFU ceiling (the model's FLOPs in its matmuls' self time, against the "
+            f"{result['matmul']['n']} matmul's {1e3 * result['matmul']['tflops']:.0f} GFLOP/s timed in the same "
+            f"rounds): {ceilings}")

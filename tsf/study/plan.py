@@ -49,7 +49,8 @@ class Machine:
     note: str = ""
 
     def describe(self) -> str:
-        return (f"{self.name}: {self.flops / 1e12:.1f} TFLOP/s sustained, >= {1e3 * self.step_seconds:.0f} ms per "
+        rate = f"{self.flops / 1e12:.1f} TFLOP/s" if self.flops >= 1e12 else f"{self.flops / 1e9:.0f} GFLOP/s"
+        return (f"{self.name}: {rate} sustained, >= {1e3 * self.step_seconds:.0f} ms per "
                 f"optimiser step, {self.cores} cores ({1e3 * self.clip_seconds[0]:.1f} ms + "
                 f"{1e9 * self.clip_seconds[1]:.0f} ns per frame-pixel for a clip on one), {self.run_seconds:g} s per run")
 
@@ -72,12 +73,16 @@ H200 = Machine("one NVIDIA H200", flops=0.40 * 990e12, step_seconds=0.006, cores
                note="assumed: 40% of 990 bf16 TFLOP/s, >= 6 ms a step, a clip's CPU time as measured on a "
                     "2-core EPYC, rounded up")
 
-#: This project's shared 2-core CPU (the cpu and smoke presets): float32 at about what the small
-#: model's training reaches on both cores (benchmarks/results/bench_cpu.json), the clips made in the
-#: training processes, on the same cores; no step floor (the arithmetic is the floor there).
-CPU2 = Machine("the 2-core CPU", flops=0.16e12, step_seconds=0.0, cores=2, clip_seconds=(1.5e-3, 1.0e-7),
+#: This project's shared 2-core CPU (the cpu and smoke presets): float32 at what the study's runs
+#: reach there, two one-thread runs side by side: in the cpu run from an empty cache of 2026-12-01
+#: each Table 1 run made 34-41 GFLOP/s of training (figures/cpu/table1_runs.csv: steps x 6 x
+#: count_macs x batch over train_seconds; median 37.5, tests/test_plan.py keeps the two in step),
+#: half of what one 8-frame step reaches alone in bench_cpu.json. The clips are made in the
+#: training processes, on the same cores; no step floor.
+CPU2 = Machine("the 2-core CPU", flops=0.075e12, step_seconds=0.0, cores=2, clip_seconds=(1.5e-3, 1.0e-7),
                run_seconds=2.0, stretch_seconds=1.0, notebook_seconds=10.0, explain_seconds=0.01,
-               note="float32 at the small model's measured rate; clips made on the training cores")
+               note="float32 at the rate the study's runs reached, two side by side; clips made on the "
+                    "training cores")
 
 
 def machine_for(study: StudyPreset) -> Machine:
@@ -255,3 +260,19 @@ def format_plan(study: StudyPreset, m: Machine | None = None) -> str:
 
 def total_seconds(study: StudyPreset, m: Machine | None = None) -> float:
     return sum(nb.seconds for nb in plan(study, m))
+
+
+def format_estimates(names: tuple[str, ...] | None = None) -> str:
+    """One line per study preset: its runs, PFLOPs and estimated time on the machine it is meant for."""
+    from .presets import STUDY_PRESETS
+
+    rows = []
+    for name in names or tuple(STUDY_PRESETS):
+        study = STUDY_PRESETS[name]
+        m = machine_for(study)
+        notebooks = plan(study, m)
+        rows.append({"preset": name, "runs": sum(len(nb.runs) for nb in notebooks),
+                     "pflops": sum(nb.flops for nb in notebooks) / 1e15,
+                     "time": format_minutes(sum(nb.seconds for nb in notebooks)), "machine": m.name})
+    return format_table(rows, [("preset", "preset", "s"), ("runs", "runs", "d"), ("pflops", "PFLOPs", ".2f"),
+                               ("time", "estimated time", ">s"), ("machine", "for", "s")])
