@@ -185,6 +185,27 @@ def test_a_curve_run_ends_exactly_where_an_uninterrupted_run_does(tmp_path):
     assert curved.scores["val_acc"] == plain.scores["val_acc"] and untimed(curved.history) == untimed(plain.history)
 
 
+def test_a_curve_run_makes_each_training_clip_once_across_its_stretches(tmp_path, monkeypatch):
+    from tsf.data.synthetic import SyntheticVideos
+    from tsf.study.runs import Runs
+
+    made = []
+    sample = SyntheticVideos.sample
+
+    def counted(self, index, **kwargs):
+        made.append((self.split, index))
+        return sample(self, index, **kwargs)
+
+    monkeypatch.setattr(SyntheticVideos, "sample", counted)
+    study = study_preset("smoke")
+    config = study.train_config("motion", "divided", 0)
+    per_epoch = config.data.train_samples // config.optim.batch_size
+    record = Runs(tmp_path, progress=False, curve_every=per_epoch).get({"m": config})["m"]
+    assert len(record.curve) == config.optim.epochs + 1, "one stretch per epoch"
+    train = [index for split, index in made if split == "train"]
+    assert sorted(train) == list(range(config.data.train_samples)), "each clip made once, kept after"
+
+
 def test_setup_shares_the_run_cache_with_reproduce_and_writes_to_scratch(tmp_path):
     from tsf.study import ROOT, default_runs_dir
 

@@ -84,6 +84,8 @@ def _fit_with_curve(config: TrainConfig, every: int):
 
     Each stretch stops with a checkpoint and the next resumes from it (resume is exact), so
     the run ends exactly where an uninterrupted one would: the curve costs only its scoring.
+    Every stretch trains on the same dataset objects, so the clips they keep (a clip is a
+    function of its index) are made once per run, not once per stretch.
     Written to ``curve.json`` as it grows; a run interrupted mid-way keeps its points.
     """
     train, val = build_datasets(config)
@@ -95,7 +97,8 @@ def _fit_with_curve(config: TrainConfig, every: int):
         curve.append({"step": 0, **scores_on(start, clips, config)})
     while True:
         stop = curve[-1]["step"] + every
-        result = fit(TrainConfig.from_dict({**config.to_dict(), "stop_after_steps": stop}), resume=True)
+        result = fit(TrainConfig.from_dict({**config.to_dict(), "stop_after_steps": stop}), train_dataset=train,
+                     val_dataset=val, resume=True)
         if result.steps > curve[-1]["step"]:
             curve.append({"step": result.steps, **scores_on(result.model, clips, config)})
             write_json_atomic(path, curve)
