@@ -28,7 +28,7 @@ from ..train import TrainConfig
 from . import attention, control, experiments, quickstart
 from .presets import STUDY_PRESETS, StudyPreset
 from .pretrain import image_pretraining
-from .runs import CURVE_CLIPS, Runs, config_key
+from .runs import CURVE_CLIPS, Runs, config_key, optimiser_steps
 
 IMAGE, IMAGE_NO_POSITION = "<image model>", "<image model, no position embedding>"
 
@@ -156,8 +156,7 @@ def run_cost(name: str, config: TrainConfig, curve_every: int) -> RunCost:
     """The FLOPs, steps and clips of one run as ``fit`` (and the study's scoring) will do them."""
     o, d = config.optim, config.data
     macs = count_macs(config.model)
-    steps_per_epoch = d.train_samples // o.batch_size // o.accum_steps
-    steps = steps_per_epoch * o.epochs
+    steps = optimiser_steps(config)
     train_clips = steps * o.batch_size * o.accum_steps
     points = (math.ceil(steps / curve_every) + 1) if curve_every else 0  # the curve's points, the start's too
     eval_clips = 2 * d.val_samples + points * min(CURVE_CLIPS, d.val_samples)  # fit's last evaluation, held-out

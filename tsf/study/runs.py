@@ -211,11 +211,16 @@ class Runs:
         return out
 
 
+def optimiser_steps(config: TrainConfig) -> int:
+    """The optimiser steps ``fit`` takes (each epoch's last incomplete step dropped)."""
+    o = config.optim
+    return config.data.train_samples // o.batch_size // o.accum_steps * o.epochs
+
+
 def training_macs(config: TrainConfig) -> int:
     """Multiply-adds of a run's training clips (forward), what orders the runs of one request."""
     o = config.optim
-    clips = config.data.train_samples // (o.batch_size * o.accum_steps) * o.batch_size * o.accum_steps * o.epochs
-    return clips * count_macs(config.model)
+    return optimiser_steps(config) * o.batch_size * o.accum_steps * count_macs(config.model)
 
 
 def synthetic_data(task: str, train_samples: int, val_samples: int, *, seed: int = 0,
