@@ -331,6 +331,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_study_run(args: argparse.Namespace) -> int:
+    # the study needs pandas (the notebooks extra): imported when it runs
+    from .study.runtime import format_study_run, run_study_run
+
+    result = run_study_run(args.preset, task=args.task, attention=args.attention, seed=args.seed, threads=args.threads,
+                           init=args.init, repeats=args.repeats, command=_command(args))
+    return _report(args, result, format_study_run)
+
+
 def _cmd_bench_profile(args: argparse.Namespace) -> int:
     result = profile_steps(args.case, args.attention, args.mode, rounds=args.rounds, command=_command(args))
     return _report(args, result, format_profile)
@@ -507,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="calibration steps to run, or 'all' for the whole ladder (default: study zeros)")
     cal.set_defaults(func=_cmd_calibrate)
 
-    bench = sub.add_parser("bench", help="the benchmarks: models, data, synthetic, explain, attention-scores, profile",
+    bench = sub.add_parser("bench", help="the benchmarks: models, data, synthetic, explain, attention-scores, profile, study-run",
                            description="The benchmarks behind the numbers in docs/ (python -m tsf bench SUBCOMMAND -h).")
     _add_bench_commands(bench.add_subparsers(dest="benchmark", required=True, metavar="SUBCOMMAND"))
     return parser
@@ -585,6 +594,18 @@ def _add_bench_commands(sub) -> None:
     bp.add_argument("--json", action="store_true")
     bp.set_defaults(func=_cmd_bench_profile)
 
+    sr = sub.add_parser("study-run", help="one study run end to end, by part, against its bare training step")
+    sr.add_argument("--preset", default="cpu", help="a study preset (smoke, cpu, gpu, gpu-full)")
+    sr.add_argument("--task", default="motion", choices=TASKS)
+    sr.add_argument("--attention", default="divided", choices=ATTENTION_SCHEMES)
+    sr.add_argument("--seed", type=int, default=0)
+    sr.add_argument("--threads", type=int, default=None, help="default: the study's per run (cores / runs side by side)")
+    sr.add_argument("--init", default="", help="weights to start from, as the study's image model (default: random)")
+    sr.add_argument("--repeats", type=int, default=20, help="timed bare steps")
+    sr.add_argument("--out", default=None, help="write the result JSON here")
+    sr.add_argument("--json", action="store_true")
+    sr.set_defaults(func=_cmd_bench_study_run)
+
 
 # The benchmarks' names before they became subcommands of `bench`: the committed result files
 # record their commands so, and those commands still run.
@@ -593,7 +614,7 @@ LEGACY_NAMES: dict[str, list[str]] = {
     "explain-bench": ["bench", "explain"], "attention-scores": ["bench", "attention-scores"],
     "bench-profile": ["bench", "profile"],
 }
-BENCH_COMMANDS = ("models", "data", "synthetic", "explain", "attention-scores", "profile")
+BENCH_COMMANDS = ("models", "data", "synthetic", "explain", "attention-scores", "profile", "study-run")
 
 
 def canonical_argv(argv: Sequence[str]) -> list[str]:

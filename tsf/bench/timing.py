@@ -4,14 +4,18 @@
 few calls in a row where asked), in an order rotated by one place from round to round, so
 that a drift of the machine (another job, the CPU's clock) touches all of them alike; warm-up
 rounds are not kept. On a GPU every call is bracketed by ``torch.cuda.synchronize``.
-:func:`quartiles` summarises the samples.
+:func:`quartiles` summarises the samples. :class:`PartClock` is the other way round: it sums
+the wall time that a long job (a study run) spends inside given functions, part by part.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -61,3 +65,40 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], *, warmup: int, repeat
         if r >= warmup and orders is not None:
             orders.append(order)
     return seconds
+
+
+class PartClock:
+    """Wall time summed per part over the calls of wrapped functions, each second counted once:
+    time inside a nested wrapped call goes to the inner call's part only."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._nested: list[float] = []  # per open call: seconds spent in wrapped calls inside it
+
+    def wrap(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._nested.append(0.0)
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                total = time.perf_counter() - start
+                self.seconds[part] += total - self._nested.pop()
+                self.calls[part] += 1
+                if self._nested:
+                    self._nested[-1] += total
+        return timed
+
+    @contextlib.contextmanager
+    def patched(self, targets: Sequence[tuple[Any, str, str]]) -> Iterator["PartClock"]:
+        """``(owner, attribute, part)``: each ``owner.attribute`` timed as ``part`` inside the block."""
+        saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in targets]  # KeyError: a renamed target
+        try:
+            for owner, name, part in targets:
+                setattr(owner, name, self.wrap(part, getattr(owner, name)))
+            yield self
+        finally:
+            for owner, name, original in saved:
+                setattr(owner, name, original)
