@@ -96,6 +96,7 @@ def time_study_run(study: StudyPreset, *, task: str = "motion", attention: str =
     curve_every = Runs("", curve_every=study.curve_every).curve_every_for(config)
     name = f"{task}-{attention}-s{seed}"
     before = torch.get_num_threads()
+    record = provenance(command)  # before the run: the code that runs, not what the checkout holds after it
     clock = PartClock()
     with tempfile.TemporaryDirectory(prefix="tsf-study-run-") as folder:
         job = replace(config, output_dir=str(Path(folder) / name), progress=False)
@@ -117,7 +118,7 @@ def time_study_run(study: StudyPreset, *, task: str = "motion", attention: str =
     macs = count_macs(config.model)
     parts = [{"part": p, "seconds": round(seconds.get(p, 0.0), 3), "share": round(seconds.get(p, 0.0) / wall, 4),
               "calls": clock.calls.get(p, 0)} for p in PARTS]
-    return {**provenance(command), "benchmark": "study-run", "preset": study.name, "run": name,
+    return {**record, "benchmark": "study-run", "preset": study.name, "run": name,
             "threads": threads, "init": init or "random (the study's runs start from the image model: the same FLOPs)",
             "curve_every": curve_every, "steps": steps, "train_clips": clips,
             "run_seconds": round(wall, 3), "parts": parts,
