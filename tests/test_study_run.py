@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import shlex
+
 import pytest
 
+from tsf.__main__ import canonical_argv
 from tsf.bench.timing import PartClock
 from tsf.data.synthetic import SyntheticVideos
 from tsf.study import runtime
 from tsf.study.presets import study_preset
 from tsf.study.runs import Runs
 from tsf.train import engine
+
+from .helpers import ROOT, doc_block
 
 
 def test_part_clock_counts_each_second_once_in_the_innermost_part(monkeypatch):
@@ -88,3 +94,22 @@ def test_the_verdicts_fail_a_part_over_a_tenth_of_the_run():
 
     assert [v["verdict"] for v in runtime.verdicts(result(0.05, 0.10))] == ["yes", "yes"]
     assert [v["verdict"] for v in runtime.verdicts(result(0.11, 0.02))] == ["no", "yes"]
+
+
+def test_performance_page_shows_the_committed_study_run(committed):
+    result = committed("study_run_cpu")
+    assert canonical_argv(shlex.split(result["command"])[3:])[:2] == ["bench", "study-run"]
+    assert result["preset"] == "cpu" and result["threads"] == 1 and result["code"]["modified"] is False
+    assert doc_block("docs/performance.md", "bench-study-run") == runtime.format_study_run(result)
+    # the timed run is the committed study's run of that name, score for score
+    with open(ROOT / "figures" / "cpu" / "table1_runs.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["run"] == result["run"])
+    assert {k: float(row[k]) for k in result["scores"]} == result["scores"]
+    # the prose's numbers: the in-run step against the bare one, the share of the rest, the rate ratio
+    parts = {p["part"]: p for p in result["parts"]}
+    text = (ROOT / "docs" / "performance.md").read_text()
+    in_run_ms = 1e3 * parts["training steps"]["seconds"] / result["steps"]
+    assert f"({in_run_ms:.0f} against {result['bare_step_ms']['median']:.0f} ms)" in text
+    assert f"What is left, {parts['the rest']['share']:.0%}," in text
+    assert f"makes {result['end_to_end_clips_per_s'] / result['bare_step_clips_per_s']:.0%} of the bare step's" in text
+
