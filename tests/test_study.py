@@ -15,7 +15,7 @@ from tsf.study.calibration import calibrate
 from tsf.study.metrics import pair_accuracy
 from tsf.study.presets import study_preset
 from tsf.study.report import Output, write_summary
-from tsf.study.runs import config_key
+from tsf.study.runs import Runs, config_key, init_fingerprint, legacy_config_key
 
 
 def test_pair_accuracy_compares_each_class_with_its_twin_only():
@@ -361,3 +361,65 @@ def test_the_cache_counts_only_finished_runs(tmp_path):
     (tmp_path / "interrupted-def").mkdir()  # a run with no scores yet: trained again by get
     (tmp_path / "notebooks").mkdir()
     assert Runs(tmp_path).finished() == 1
+
+
+def test_a_runs_key_counts_its_start_weights_by_content_not_by_where_they_lie(tmp_path):
+    study = study_preset("smoke")
+    here, there = tmp_path / "a" / "vit.safetensors", tmp_path / "b" / "moved.safetensors"
+    for path in (here, there):
+        path.parent.mkdir()
+        path.write_bytes(b"the same weights")
+    a, b = study.train_config("motion", "divided", 0, init=str(here)), study.train_config("motion", "divided", 0,
+                                                                                          init=str(there))
+    assert config_key(a) == config_key(b), "a moved checkout or a copied cache keeps its runs"
+    there.write_bytes(b"other weights")
+    assert config_key(a) != config_key(b), "other start weights are another run"
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"the same weights")
+    assert init_fingerprint(str(folder)).startswith("sha256:") and init_fingerprint(str(folder)) != init_fingerprint(
+        str(here)), "a folder counts its files by name too"
+    assert init_fingerprint("<image model>") == "<image model>", "a placeholder (the plan's) is its own string"
+    assert config_key(study.train_config("motion", "divided", 0)) == legacy_config_key(
+        study.train_config("motion", "divided", 0)), "runs from scratch keep the key they had"
+
+
+def test_a_run_cached_under_the_former_key_is_adopted(tmp_path):
+    study = study_preset("smoke")
+    init = tmp_path / "vit.safetensors"
+    init.write_bytes(b"weights")
+    config = study.train_config("motion", "divided", 0, init=str(init))
+    runs = Runs(tmp_path / "runs", progress=False)
+    old = tmp_path / "runs" / f"motion-divided-s0-{legacy_config_key(config)}"
+    old.mkdir(parents=True)
+    (old / "study.json").write_text("{}")
+    new = runs.path("motion-divided-s0", config)
+    assert new.name == f"motion-divided-s0-{config_key(config)}" and new != old
+    assert (new / "study.json").is_file() and not old.exists()
+    assert runs.path("motion-divided-s0", config) == new, "and found there from then on"
+
+
+def test_a_copied_run_cache_is_found_where_it_was_copied_to(tmp_path, monkeypatch):
+    """The runs that start from the image model are found in a cache copied elsewhere (a moved
+    checkout), although the image model's path in their configs is another one."""
+    import shutil
+
+    import tsf.study.runs as runs_module
+    from tsf.study.pretrain import image_model
+
+    study = study_preset("smoke")
+
+    def motion_run(root):
+        runs = Runs(root, progress=False)
+        config = study.train_config("motion", "space", 0, init=image_model(study, runs))
+        return runs, {"motion-space-s0": config}
+
+    runs, specs = motion_run(tmp_path / "here")
+    trained = runs.get(specs)["motion-space-s0"]
+    shutil.copytree(tmp_path / "here", tmp_path / "there")
+    shutil.rmtree(tmp_path / "here")
+    monkeypatch.setattr(runs_module, "_run_one", lambda *a, **k: pytest.fail("a cached run was trained again"))
+    runs, specs = motion_run(tmp_path / "there")
+    found = runs.get(specs)["motion-space-s0"]
+    assert found.run_dir.parent == tmp_path / "there" and found.run_dir.name == trained.run_dir.name
+    assert found.scores == trained.scores

@@ -8,12 +8,13 @@ it once. A run that was interrupted resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import time
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,12 +45,57 @@ _VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "checkpo
 _KEY_ONLY_WHEN_SET = {"mirrored_val": False}
 
 
-def config_key(config: TrainConfig) -> str:
-    """A short stable hash of what a run computes."""
+def _key_fields(config: TrainConfig) -> dict[str, Any]:
     data = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE}
     data["data"] = {k: v for k, v in data["data"].items()
                     if k != "num_workers" and not (k in _KEY_ONLY_WHEN_SET and v == _KEY_ONLY_WHEN_SET[k])}
+    return data
+
+
+def _digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def config_key(config: TrainConfig) -> str:
+    """A short stable hash of what a run computes. The weights it starts from (``init``) count by
+    their content, not by where they lie, so a moved checkout or a copied run cache keeps its runs."""
+    data = _key_fields(config)
+    if data.get("init"):
+        data["init"] = init_fingerprint(data["init"])
+    return _digest(data)
+
+
+def legacy_config_key(config: TrainConfig) -> str:
+    """The key as it was before ``init`` counted by content (the path itself): how run folders
+    cached until then are named. Only for :meth:`Runs.path` to adopt them."""
+    return _digest(_key_fields(config))
+
+
+def init_fingerprint(init: str) -> str:
+    """``init`` as a run's key counts it: ``sha256:`` and the hash of the file's bytes (of a folder's
+    files, by name), or the string itself where nothing lies there yet (a plan's placeholder)."""
+    path = Path(init)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file())
+    else:
+        return init
+    stats = tuple((str(f.relative_to(path)) if f != path else "", f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in files)
+    return "sha256:" + _files_digest(tuple(str(f.resolve()) for f in files), stats)
+
+
+@functools.lru_cache(maxsize=256)
+def _files_digest(files: tuple[str, ...], stats: tuple[tuple[str, int, int], ...]) -> str:
+    """The files' content hash; cached by path, size and modification time (a study asks for it per run)."""
+    h = hashlib.sha256()
+    for file, (name, _, _) in zip(files, stats):
+        h.update(name.encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -149,7 +195,16 @@ class Runs:
         return self.curve_every if config.data.kind == "synthetic" and config.data.task in self.curve_tasks else 0
 
     def path(self, name: str, config: TrainConfig) -> Path:
-        return self.root / f"{name}-{config_key(config)}"
+        """The run's folder; a folder cached under the key's former form (``init`` by its path) is
+        renamed to it, so that runs cached before the key changed are kept."""
+        run_dir = self.root / f"{name}-{config_key(config)}"
+        if config.init and not run_dir.exists():
+            legacy = self.root / f"{name}-{legacy_config_key(config)}"
+            if legacy != run_dir and legacy.is_dir():
+                legacy.rename(run_dir)
+                log.info("run %s: cache folder %s renamed to %s (its key counts the weights it starts from "
+                         "by their content now)", name, legacy.name, run_dir.name)
+        return run_dir
 
     def finished(self) -> int:
         """How many finished runs the cache holds (a later ``get`` reuses them)."""
