@@ -245,6 +245,9 @@ def test_readme_performance_table_is_the_committed_results(committed):
     profiled = committed("profile_cpu_small_divided_train")
     assert canonical_argv(shlex.split(profiled["command"])[3:])[:2] == ["bench", "profile"]
     assert doc_block("docs/performance.md", "bench-profile") == profile.format_profile(profiled)
+    inference = committed("profile_cpu_small_divided_infer")
+    assert inference["mode"] == "infer" and canonical_argv(shlex.split(inference["command"])[3:])[:2] == ["bench", "profile"]
+    assert doc_block("docs/performance.md", "bench-profile-infer") == profile.format_profile(inference)
 
 
 def test_op_families_sort_the_operators_that_matter():
