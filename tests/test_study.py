@@ -15,7 +15,8 @@ from tsf.study.calibration import calibrate
 from tsf.study.metrics import pair_accuracy
 from tsf.study.presets import study_preset
 from tsf.study.report import Output, write_summary
-from tsf.study.runs import Runs, config_key, init_fingerprint, legacy_config_key
+from tsf.study.runs import Runs, config_key, legacy_config_key
+from tsf.weights.io import weights_fingerprint
 
 
 def test_pair_accuracy_compares_each_class_with_its_twin_only():
@@ -377,9 +378,9 @@ def test_a_runs_key_counts_its_start_weights_by_content_not_by_where_they_lie(tm
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"the same weights")
-    assert init_fingerprint(str(folder)).startswith("sha256:") and init_fingerprint(str(folder)) != init_fingerprint(
-        str(here)), "a folder counts its files by name too"
-    assert init_fingerprint("<image model>") == "<image model>", "a placeholder (the plan's) is its own string"
+    assert weights_fingerprint(folder).startswith("sha256:"), "a folder counts its files by name too"
+    assert weights_fingerprint(folder) != weights_fingerprint(here)
+    assert weights_fingerprint("<image model>") == "<image model>", "a placeholder (the plan's) is its own string"
     assert config_key(study.train_config("motion", "divided", 0)) == legacy_config_key(
         study.train_config("motion", "divided", 0)), "runs from scratch keep the key they had"
 

@@ -122,6 +122,34 @@ def test_resume_refuses_another_configuration(tmp_path):
         fit(smoke(tmp_path, **{"optim.lr": 0.01}), resume=True, **data)
 
 
+def test_resume_follows_its_start_weights_when_they_move_but_not_other_weights(tmp_path):
+    """A run that started from a weights file resumes after the file (a moved checkout, a copied
+    run cache) lies elsewhere, exactly as if it had never stopped; other weights at the new place
+    are another run."""
+    from tsf.weights import save_pretrained
+    from tsf.model import TimeSformer
+
+    data = dict(train_dataset=ColourClips(64), val_dataset=None)
+    start = smoke(tmp_path / "scratch")
+    torch.manual_seed(5)
+    save_pretrained(TimeSformer(start.model.replace(num_classes=len(ColourClips.classes))), tmp_path / "a" / "init")
+    here, there = tmp_path / "a" / "init", tmp_path / "b" / "init"
+    full = fit(smoke(tmp_path / "full", init=str(here), **{"optim.epochs": 2}), **data)
+    part = fit(smoke(tmp_path / "part", init=str(here), stop_after_steps=3, **{"optim.epochs": 2}), **data)
+    assert part.interrupted
+    there.parent.mkdir()
+    here.rename(there)
+    rest = fit(smoke(tmp_path / "part", init=str(there), **{"optim.epochs": 2}), resume=True, **data)
+    assert rest.steps == full.steps and losses(tmp_path / "part") == losses(tmp_path / "full")
+    for key, value in weights(full.model).items():
+        assert torch.equal(value, weights(rest.model)[key]), key
+    fit(smoke(tmp_path / "other", init=str(there), stop_after_steps=3, **{"optim.epochs": 2}), **data)
+    torch.manual_seed(6)
+    save_pretrained(TimeSformer(start.model.replace(num_classes=len(ColourClips.classes))), there)  # other weights
+    with pytest.raises(CheckpointError, match="init"):
+        fit(smoke(tmp_path / "other", init=str(there), **{"optim.epochs": 2}), resume=True, **data)
+
+
 def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_is_kept(tmp_path, caplog):
     data = dict(train_dataset=ColourClips(64), val_dataset=None)
     fit(smoke(tmp_path, checkpoint_every=1, stop_after_steps=3), **data)

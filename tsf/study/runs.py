@@ -8,7 +8,6 @@ it once. A run that was interrupted resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -29,6 +28,7 @@ from ..train.checkpoint import write_json_atomic
 from ..train.config import DataConfig
 from ..train.data import build_datasets
 from ..weights import load_pretrained
+from ..weights.io import weights_fingerprint
 from .metrics import cached_clips, held_out_scores, initial_model, scores_on
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def config_key(config: TrainConfig) -> str:
     their content, not by where they lie, so a moved checkout or a copied run cache keeps its runs."""
     data = _key_fields(config)
     if data.get("init"):
-        data["init"] = init_fingerprint(data["init"])
+        data["init"] = weights_fingerprint(data["init"])
     return _digest(data)
 
 
@@ -69,33 +69,6 @@ def legacy_config_key(config: TrainConfig) -> str:
     """The key as it was before ``init`` counted by content (the path itself): how run folders
     cached until then are named. Only for :meth:`Runs.path` to adopt them."""
     return _digest(_key_fields(config))
-
-
-def init_fingerprint(init: str) -> str:
-    """``init`` as a run's key counts it: ``sha256:`` and the hash of the file's bytes (of a folder's
-    files, by name), or the string itself where nothing lies there yet (a plan's placeholder)."""
-    path = Path(init)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(f for f in path.rglob("*") if f.is_file())
-    else:
-        return init
-    stats = tuple((str(f.relative_to(path)) if f != path else "", f.stat().st_size, f.stat().st_mtime_ns)
-                  for f in files)
-    return "sha256:" + _files_digest(tuple(str(f.resolve()) for f in files), stats)
-
-
-@functools.lru_cache(maxsize=256)
-def _files_digest(files: tuple[str, ...], stats: tuple[tuple[str, int, int], ...]) -> str:
-    """The files' content hash; cached by path, size and modification time (a study asks for it per run)."""
-    h = hashlib.sha256()
-    for file, (name, _, _) in zip(files, stats):
-        h.update(name.encode() + b"\0")
-        with open(file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

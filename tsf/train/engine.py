@@ -39,6 +39,7 @@ from ..model import TimeSformer, autocast
 from ..provenance import machine, utc_now
 from ..version import __version__
 from ..weights import CheckpointError, load_pretrained
+from ..weights.io import weights_fingerprint
 from .checkpoint import (
     STATE_VERSION,
     describe_mismatch,
@@ -451,7 +452,8 @@ class _Run:
                      "batch": batch,
                      "sums": running.as_list(), "history": json.dumps(self.history),
                      "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                     "scaler": None, "rng": _rng_state(), "train_config": json.dumps(self.config.to_dict())}
+                     "scaler": None, "rng": _rng_state(), "train_config": json.dumps(self.config.to_dict()),
+                     "init_fingerprint": weights_fingerprint(self.config.init) if self.config.init else ""}
             self.last_checkpoint = save_checkpoint(self.run_dir, self.step, self.model, state, classes=self.classes,
                                                    keep=self.config.keep_checkpoints)
         if self.proc.distributed:
@@ -648,8 +650,11 @@ def _fit(config: TrainConfig, proc: _Proc, train_dataset: Dataset | None, val_da
 
 def _restore(source: Path, saved_model: nn.Module, state: dict[str, Any], config: TrainConfig, model: nn.Module,
              optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, int, int, list[float], list[dict[str, Any]]]:
-    saved_config = json.loads(state["train_config"])
-    diff = describe_mismatch(_trajectory(saved_config), _trajectory(config.to_dict()))
+    saved, current = _trajectory(json.loads(state["train_config"])), _trajectory(config.to_dict())
+    was, now = state.get("init_fingerprint", ""), weights_fingerprint(config.init) if config.init else ""
+    if was.startswith("sha256:") and now.startswith("sha256:"):  # the start weights by content, not by place:
+        saved["init"], current["init"] = was, now  # moved ones (a moved checkout) resume, others do not
+    diff = describe_mismatch(saved, current)
     if diff:
         raise CheckpointError(f"{source}: saved by a run with another configuration; cannot resume this one: "
                               + "; ".join(diff[:8]))

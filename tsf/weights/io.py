@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -83,6 +84,29 @@ def file_digest(path: str | os.PathLike) -> str:
     """The SHA-256 of a file, in hex."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def weights_fingerprint(source: str | os.PathLike) -> str:
+    """What a set of weights is, wherever it lies: ``sha256:`` and a digest of the file's bytes (of
+    a folder's files and their names), or ``source`` itself where nothing lies there yet. Cached by
+    path, size and modification time (a study asks for it once per run)."""
+    path = Path(source)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file())
+    else:
+        return str(source)
+    return "sha256:" + _fingerprint(tuple((str(f.resolve()), str(f.relative_to(path)) if f != path else "",
+                                           f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(files: tuple[tuple[str, str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for file, name, _, _ in files:
+        h.update(f"{name}\0{file_digest(file)}\0".encode())
+    return h.hexdigest()[:16]
 
 
 def write_digests(folder: str | os.PathLike) -> dict[str, str]:
