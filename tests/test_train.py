@@ -115,6 +115,30 @@ def test_exact_resume_matches_an_uninterrupted_run(tmp_path):
     assert [h["val_acc"] for h in rest.history] == [h["val_acc"] for h in full.history]
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_the_multi_tensor_optimiser_trains_the_per_tensor_loops_run_bit_for_bit(tmp_path, monkeypatch, optimizer):
+    import tsf.train.engine as engine
+
+    overrides = {"optim.optimizer": optimizer, "optim.epochs": 2, "model.drop_path_rate": 0.1}
+    data = dict(train_dataset=ColourClips(64), val_dataset=ColourClips(32, 1))
+    fast = fit(smoke(tmp_path / "foreach", **overrides), **data)
+    config = smoke(tmp_path / "unused", **overrides)
+    assert all(group["foreach"] for group in engine.build_optimizer(fast.model, config).param_groups)
+    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.SGD
+    monkeypatch.setattr(cls, "__init__", _without_foreach(cls.__init__))
+    slow = fit(smoke(tmp_path / "loop", **overrides), **data)
+    assert losses(tmp_path / "foreach") == losses(tmp_path / "loop")
+    for key, value in weights(slow.model).items():
+        assert torch.equal(value, weights(fast.model)[key]), key
+
+
+def _without_foreach(init):
+    def loop(self, *args, **kwargs):
+        kwargs["foreach"] = False
+        init(self, *args, **kwargs)
+    return loop
+
+
 def test_resume_refuses_another_configuration(tmp_path):
     data = dict(train_dataset=ColourClips(64), val_dataset=None)
     fit(smoke(tmp_path, stop_after_steps=2), **data)
