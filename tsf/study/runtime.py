@@ -42,7 +42,8 @@ from ..bench.timing import PartClock, quartiles, time_interleaved
 from ..cost import count_macs
 from ..data.synthetic import SyntheticVideos
 from ..provenance import provenance
-from ..train import engine
+from ..train import engine, pick_device
+from ..train.engine import run_autocast
 from ..train.data import build_datasets
 from . import metrics
 from .metrics import initial_model
@@ -69,22 +70,25 @@ def bare_step_seconds(config, *, warmup: int = 3, repeats: int = 20) -> list[flo
     """Seconds of the run's training step with nothing around it: its model as ``fit`` builds it,
     its optimiser, one fixed batch of its training clips; forward, loss, backward, clipping, AdamW."""
     train, _ = build_datasets(config)
-    model = initial_model(config, train).train()
+    device = pick_device(config.device)
+    model = initial_model(config, train).to(device).train()
     optimizer = engine.build_optimizer(model, config)
     o = config.optim
     items = [train[i] for i in range(o.batch_size)]
-    clips, labels = torch.stack([c for c, _ in items]), torch.tensor([y for _, y in items])
+    clips, labels = torch.stack([c for c, _ in items]).to(device), torch.tensor([y for _, y in items]).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
+    precision = run_autocast(config, device)  # as the engine runs it (bf16 on a GPU)
 
     def step() -> None:
-        loss = F.cross_entropy(model(clips), labels, label_smoothing=o.label_smoothing)
+        with precision:
+            loss = F.cross_entropy(model(clips).float(), labels, label_smoothing=o.label_smoothing)
         loss.backward()
         if o.clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(params, o.clip_grad)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return time_interleaved({"step": step}, warmup=warmup, repeats=repeats, progress=False)["step"]
+    return time_interleaved({"step": step}, warmup=warmup, repeats=repeats, device=device, progress=False)["step"]
 
 
 def time_study_run(study: StudyPreset, *, task: str = "motion", attention: str = "divided", seed: int = 0,
@@ -109,7 +113,7 @@ def time_study_run(study: StudyPreset, *, task: str = "motion", attention: str =
         scores = json.loads((Path(run_dir) / "study.json").read_text())["scores"]
         bare_after = bare_step_seconds(job, repeats=repeats // 2 or 1)  # half after the run
         bare = bare_before + bare_after
-    torch.set_num_threads(before)
+        torch.set_num_threads(before)
     seconds = dict(clock.seconds)
     seconds["the rest"] = wall - sum(seconds.values())
     steps = optimiser_steps(config)
