@@ -250,6 +250,24 @@ def test_readme_performance_table_is_the_committed_results(committed):
     assert doc_block("docs/performance.md", "bench-profile-infer") == profile.format_profile(inference)
 
 
+def test_readme_says_which_cpu_speed_targets_are_missed(committed):
+    """Issue 15: where a target is missed, README says so, from the committed result file."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    result = committed("bench_cpu")
+    summary = models.cpu_targets_summary(result)
+    assert summary in readme
+    assert summary.startswith(f"{sum(v['verdict'] == 'yes' for v in models.cpu_verdicts(result))} of the 20 ")
+    ceiling = committed("profile_cpu_small_divided_train")["impls"]["tsf"]["mfu_ceiling"]
+    assert f"would reach {ceiling:.0%} MFU" in readme
+    # each missed target appears with what was measured, a met one does not
+    lines = [line for line in models.cpu_verdicts(result) if "matmul rate" not in line["target"]]
+    missed = {line["target"] for line in lines if line["verdict"] == "no"}
+    for line in lines:
+        assert (line["target"] in summary) == (line["target"] in missed), line
+        if line["verdict"] == "no":
+            assert line["measured"] in summary.split(line["target"])[1].split(";")[0], line
+
+
 def test_op_families_sort_the_operators_that_matter():
     assert profile.op_family("aten::addmm") == profile.op_family("aten::bmm") == "matmul"
     assert profile.op_family("aten::_scaled_dot_product_flash_attention_for_cpu_backward") == "attention kernel"

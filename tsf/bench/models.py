@@ -529,6 +529,28 @@ def cpu_verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
     return lines
 
 
+def cpu_targets_summary(result: dict[str, Any]) -> str:
+    """The CPU targets in one sentence (README): how many are met, and each missed one with what was
+    measured (the MFU targets of every scheme as one, with their range)."""
+    lines = cpu_verdicts(result)
+    mfu = f"training at least {CPU_TRAIN_MFU_TARGET:.0%} of the matmul rate"
+    missed: dict[str, list[str]] = {}
+    for line in lines:
+        if line["verdict"] == "no":
+            target = f"every scheme: {mfu}" if line["target"].endswith(mfu) else line["target"]
+            missed.setdefault(target, []).append(line["measured"])
+
+    def measured(values: list[str]) -> str:
+        if all(v.endswith("%") for v in values):
+            low, high = min(int(v[:-1]) for v in values), max(int(v[:-1]) for v in values)
+            return f"{low}-{high}%" if low != high else f"{low}%"
+        return ", ".join(dict.fromkeys(values))
+
+    met = sum(line["verdict"] == "yes" for line in lines)
+    return (f"{met} of the {len(lines)} CPU speed targets are met. Missed: "
+            + "; ".join(f"{target} (measured {measured(values)})" for target, values in missed.items()) + ".")
+
+
 def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
     """The targets checked against a result: a GPU result's ``base`` bf16 cases, or a CPU result's
     (:func:`cpu_verdicts`)."""
