@@ -76,8 +76,10 @@ def check_parity(models: dict[str, nn.Module], batch: dict[str, tuple[Tensor, Te
 
 
 def make_step(model: nn.Module, video: Tensor, labels: Tensor, mode: str, *, precision: str = "fp32",
-              optimizer: torch.optim.Optimizer | None = None) -> Callable[[], None]:
-    """One inference call or one training step of ``model`` on ``video`` as a callable."""
+              optimizer: torch.optim.Optimizer | None = None, clip_grad: float | None = 1.0,
+              label_smoothing: float = 0.0) -> Callable[[], None]:
+    """One inference call or one training step of ``model`` on ``video`` as a callable (``clip_grad``,
+    ``label_smoothing``: a training recipe's, the study's by default)."""
     device = video.device
     if mode == "infer":
         def infer() -> None:
@@ -93,9 +95,10 @@ def make_step(model: nn.Module, video: Tensor, labels: Tensor, mode: str, *, pre
     def train() -> None:
         model.train()
         with autocast(device, precision):
-            loss = F.cross_entropy(model(video).float(), labels)
+            loss = F.cross_entropy(model(video).float(), labels, label_smoothing=label_smoothing)
         loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
+        if clip_grad is not None:
+            nn.utils.clip_grad_norm_(params, clip_grad)
         opt.step()
         opt.zero_grad(set_to_none=True)
     return train

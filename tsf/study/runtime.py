@@ -35,15 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from ..bench.steps import make_step
 from ..bench.table import format_table
 from ..bench.timing import PartClock, quartiles, time_interleaved
 from ..cost import count_macs
 from ..data.synthetic import SyntheticVideos
 from ..provenance import provenance
 from ..train import engine, pick_device
-from ..train.engine import run_autocast
+from ..train.engine import run_precision
 from ..train.data import build_datasets
 from . import metrics
 from .metrics import initial_model
@@ -68,26 +68,17 @@ def _targets() -> list[tuple[Any, str, str]]:
 
 def bare_step_seconds(config, *, warmup: int = 3, repeats: int = 20) -> list[float]:
     """Seconds of the run's training step with nothing around it: its model as ``fit`` builds it,
-    its optimiser, one fixed batch of its training clips; forward, loss, backward, clipping, AdamW."""
+    its optimiser, its precision, one fixed batch of its training clips; the benchmark's training
+    step (:func:`tsf.bench.steps.make_step`) with the run's clipping and label smoothing."""
     train, _ = build_datasets(config)
     device = pick_device(config.device)
-    model = initial_model(config, train).to(device).train()
-    optimizer = engine.build_optimizer(model, config)
+    model = initial_model(config, train).to(device)
     o = config.optim
     items = [train[i] for i in range(o.batch_size)]
     clips, labels = torch.stack([c for c, _ in items]).to(device), torch.tensor([y for _, y in items]).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    precision = run_autocast(config, device)  # as the engine runs it (bf16 on a GPU)
-
-    def step() -> None:
-        with precision:
-            loss = F.cross_entropy(model(clips).float(), labels, label_smoothing=o.label_smoothing)
-        loss.backward()
-        if o.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(params, o.clip_grad)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = make_step(model, clips, labels, "train", precision=run_precision(config, device),
+                     optimizer=engine.build_optimizer(model, config), clip_grad=o.clip_grad,
+                     label_smoothing=o.label_smoothing)
     return time_interleaved({"step": step}, warmup=warmup, repeats=repeats, device=device, progress=False)["step"]
 
 
@@ -118,7 +109,7 @@ def time_study_run(study: StudyPreset, *, task: str = "motion", attention: str =
     seconds["the rest"] = wall - sum(seconds.values())
     steps = optimiser_steps(config)
     clips = steps * config.optim.batch_size * config.optim.accum_steps
-    _, step_median, _ = quartiles(bare)
+    step_q1, step_median, step_q3 = quartiles(bare)
     macs = count_macs(config.model)
     parts = [{"part": p, "seconds": round(seconds.get(p, 0.0), 3), "share": round(seconds.get(p, 0.0) / wall, 4),
               "calls": clock.calls.get(p, 0)} for p in PARTS]
@@ -128,8 +119,8 @@ def time_study_run(study: StudyPreset, *, task: str = "motion", attention: str =
             "run_seconds": round(wall, 3), "parts": parts,
             "end_to_end_clips_per_s": round(clips / wall, 2),
             "in_run_step_clips_per_s": round(clips / seconds.get("training steps", float("nan")), 2),
-            "bare_step_ms": {"q1": round(1e3 * quartiles(bare)[0], 2), "median": round(1e3 * step_median, 2),
-                             "q3": round(1e3 * quartiles(bare)[2], 2), "repeats": len(bare),
+            "bare_step_ms": {"q1": round(1e3 * step_q1, 2), "median": round(1e3 * step_median, 2),
+                             "q3": round(1e3 * step_q3, 2), "repeats": len(bare),
                              "median_before_run": round(1e3 * quartiles(bare_before)[1], 2),
                              "median_after_run": round(1e3 * quartiles(bare_after)[1], 2)},
             "bare_step_clips_per_s": round(config.optim.batch_size * config.optim.accum_steps / step_median, 2),

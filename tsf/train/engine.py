@@ -136,10 +136,14 @@ def _local_gpu(local_rank: int, local_world: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def run_autocast(config: TrainConfig, device: torch.device):
+def run_precision(config: TrainConfig, device: torch.device) -> str:
     """The run's precision: ``auto`` is bf16 autocast on CUDA, float32 on a CPU."""
     auto = "bf16" if device.type == "cuda" else "fp32"
-    return autocast(device, auto if config.precision == "auto" else config.precision)
+    return auto if config.precision == "auto" else config.precision
+
+
+def run_autocast(config: TrainConfig, device: torch.device):
+    return autocast(device, run_precision(config, device))
 
 
 def loader_workers(requested: int, device: torch.device, processes: int = 1) -> int:
@@ -372,6 +376,8 @@ class _Run:
         self.run_dir = Path(config.output_dir)
         o = config.optim
         self.model = _build_model(config)
+        # what the run starts from, by content: its checkpoints record it, resume compares it
+        self.init_fingerprint = weights_fingerprint(config.init) if config.init else ""
         self.sampler = EpochSampler(len(train_dataset), o.batch_size, config.seed, world_size=proc.world,
                                     rank=proc.rank)
         self.steps_per_epoch = self.sampler.batches_per_epoch // o.accum_steps
@@ -457,7 +463,7 @@ class _Run:
                      "sums": running.as_list(), "history": json.dumps(self.history),
                      "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "scaler": None, "rng": _rng_state(), "train_config": json.dumps(self.config.to_dict()),
-                     "init_fingerprint": weights_fingerprint(self.config.init) if self.config.init else ""}
+                     "init_fingerprint": self.init_fingerprint}
             self.last_checkpoint = save_checkpoint(self.run_dir, self.step, self.model, state, classes=self.classes,
                                                    keep=self.config.keep_checkpoints)
         if self.proc.distributed:
