@@ -45,8 +45,9 @@ test-fast: $(STAMP)
 reproduce: $(NEED_VENV)
 	$(RUN) -m tsf reproduce --preset $(PRESET)
 
-# The runs behind the study's set-up (figures/$(PRESET)/calibration.csv): the study's set-up and the
-# authors' zero start on seeds 100-101, about 25 min at cpu; STEPS=all for the whole ladder (2 hours).
+# The runs behind the study's set-up (figures/$(PRESET)/calibration.csv): the study's set-up, the
+# authors' zero start in it and the half-clips alternative on seeds 100-101, about 25 min at cpu;
+# STEPS=all for the whole ladder (2 hours).
 calibrate: $(NEED_VENV)
 	$(RUN) -m tsf calibrate --preset $(PRESET) $(if $(STEPS),--steps $(STEPS))
 

@@ -37,11 +37,13 @@ def test_readme_study_presets_are_the_code():
 
 def presets_table() -> str:
     rows = [{"preset": name, "model": p.model, "clips": p.train_samples, "frames": p.num_frames,
-             "epochs": f"{p.epochs} / {p.motion_epochs}", "seeds": len(p.seeds), "pretrain": p.pretrain_images,
+             "epochs": f"{p.epochs} / {p.motion_epochs}", "batch": p.batch_size, "seeds": len(p.seeds),
+             "pretrain": p.pretrain_images,
              "sweep": ", ".join(map(str, p.frames_sweep))}
             for name, p in STUDY_PRESETS.items()]
     return format_table(rows, [("preset", "preset", "s"), ("model", "model", "s"), ("clips", "clips", "d"),
                                ("frames", "frames", "d"), ("epochs", "epochs (appearance / motion)", "s"),
+                               ("batch", "batch", "d"),
                                ("seeds", "seeds", "d"), ("pretrain", "pretraining images", "d"),
                                ("sweep", "frames (long-range)", "s")])
 

@@ -131,7 +131,7 @@ def test_calibration_writes_its_evidence(tmp_path):
     cpu = study_preset("cpu")
     assert len(kept) == 1 and (kept[0].frames, kept[0].design, kept[0].time_embed_init, kept[0].epochs) == (
         cpu.num_frames, cpu.motion_design, cpu.time_embed_init, cpu.motion_epochs), "the kept step is the cpu preset's"
-    assert kept[0].optim == {}, "the kept step trains with the preset's own batch"
+    assert kept[0].optim["batch_size"] == cpu.batch_size, "the kept step trains with the preset's batch"
     assert ladder[0].time_embed_init == "zeros" and ladder[0].design == "fine", "it starts from the first study's"
     frame = calibrate(study, runs, out, seeds=(100,), only=("first",))
     assert list(frame.scheme) == ["divided", "space"] and set(frame.seed) == {100}
@@ -268,39 +268,31 @@ def test_figure5_verdict_needs_a_rise_that_reaches_the_ceiling():
 
 
 def test_the_calibration_ladder_keeps_the_batch_each_step_was_run_with():
-    """Every step before the study's set-up trained at batch 32 with one epoch of warmup (their runs
-    keep their configs); the study's takes the preset's batch, and its motion runs take the same
-    optimiser steps and warmup steps as the 12-epoch set-up it replaced, on half the clips."""
-    from tsf.study.calibration import BATCH_32, step_config, steps
+    """Every step but the half-clips alternative trained at batch 32 with one epoch of warmup, and
+    stays so whatever the preset's batch; that alternative takes the study's optimiser steps and
+    warmup steps on half the clips."""
+    from dataclasses import replace
+
+    from tsf.study.calibration import BATCH_32, calibration_runs, step_config, steps
     from tsf.study.runs import optimiser_steps
 
     cpu = study_preset("cpu")
+    for preset in (cpu, replace(cpu, batch_size=64, warmup_epochs=2.0)):
+        ladder = {s.name: s for s in steps(preset)}
+        assert {n for n, s in ladder.items() if s.optim != BATCH_32} == {"half"}
+        for name, step in ladder.items():
+            if name != "half":
+                assert step_config(preset, step, "divided", 100, "").optim.batch_size == 32, name
     ladder = {s.name: s for s in steps(cpu)}
-    for name in ("first", "start", "design", "frames", "epochs", "trunc_normal", "spin"):
-        assert ladder[name].optim == BATCH_32, name
-    study, former = (step_config(cpu, ladder[n], "divided", 100, "") for n in ("study", "epochs"))
-    assert (study.optim.batch_size, former.optim.batch_size) == (cpu.batch_size, 32) and cpu.batch_size == 16
-    assert optimiser_steps(study) == optimiser_steps(former) == 768
-    clips = [c.optim.epochs * c.data.train_samples for c in (study, former)]
+    study, half = (step_config(cpu, ladder[n], "divided", 100, "") for n in ("epochs", "half"))
+    assert (study.optim.batch_size, study.optim.epochs) == (cpu.batch_size, cpu.motion_epochs), "the preset's own"
+    assert optimiser_steps(study) == optimiser_steps(half) == 768
+    clips = [c.optim.epochs * c.data.train_samples for c in (half, study)]
     assert 2 * clips[0] == clips[1], "half the clips"
-    per_epoch = [c.data.train_samples // c.optim.batch_size for c in (study, former)]
-    assert study.optim.warmup_epochs * per_epoch[0] == former.optim.warmup_epochs * per_epoch[1], "same warmup"
+    per_epoch = [c.data.train_samples // c.optim.batch_size for c in (half, study)]
+    assert half.optim.warmup_epochs * per_epoch[0] == study.optim.warmup_epochs * per_epoch[1], "same warmup steps"
     with pytest.raises(ValueError, match="unknown calibration steps"):
-        from tsf.study.calibration import calibration_runs
         calibration_runs(cpu, None, only=("nonsense",))
-
-
-def test_the_image_model_keeps_its_own_batch():
-    """The image pretraining has its own batch and warmup: the fine-tuning batch does not change it."""
-    from dataclasses import replace
-
-    from tsf.study.pretrain import image_pretraining
-    from tsf.study.runs import config_key
-
-    cpu = study_preset("cpu")
-    cfg = image_pretraining(cpu)
-    assert (cfg.optim.batch_size, cfg.optim.warmup_epochs) == (cpu.pretrain_batch_size, cpu.pretrain_warmup_epochs)
-    assert config_key(image_pretraining(replace(cpu, batch_size=64, warmup_epochs=3.0))) == config_key(cfg)
 
 
 def test_make_calibrate_runs_the_kept_step_by_default():

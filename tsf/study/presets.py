@@ -52,8 +52,6 @@ class StudyPreset:
     explain_clips: int  # held-out clips scored in the attention study
     pretrain_images: int  # still images for the ImageNet stand-in (0: every run trains from scratch)
     pretrain_epochs: int
-    pretrain_batch_size: int  # the image model's own recipe: its batch and warmup (the rest is the study's)
-    pretrain_warmup_epochs: float
     time_embed_init: str  # where the time embedding starts (TimeSformerConfig.time_embed_init; authors: zeros)
     time_embed_init_std: float  # its scale
     control_samples: int  # clips of the order control (tiny models, the ramp task)
@@ -93,12 +91,10 @@ class StudyPreset:
                      num_frames: int | None = None, pos_embed: str = "space_time", source_frames: int | None = None,
                      epochs: int | None = None, init: str = "", data_seed: int = 0,
                      time_embed_init: str | None = None, model: TimeSformerConfig | None = None,
-                     val_samples: int | None = None, design: str | None = None, batch_size: int | None = None,
-                     warmup_epochs: float | None = None) -> TrainConfig:
+                     val_samples: int | None = None, design: str | None = None) -> TrainConfig:
         """The one training recipe of the study, for a task, scheme and seed (``init``: weights to
         start from; ``time_embed_init``: another start than the preset's, as the authors' zeros;
-        ``model``: another architecture than the preset's, as the order control's; ``batch_size``
-        and ``warmup_epochs``: the image pretraining's own)."""
+        ``model``: another architecture than the preset's, as the order control's)."""
         if model is None:
             start = time_embed_init or self.time_embed_init
             overrides = {"attention": attention, "pos_embed": pos_embed, "num_frames": num_frames or self.num_frames,
@@ -111,9 +107,9 @@ class StudyPreset:
                               source_frames=source_frames if task == "long_range" else None,
                               design=design or self.motion_design)
         optim = OptimConfig(optimizer="adamw", lr=self.lr, weight_decay=self.weight_decay,
-                            warmup_epochs=self.warmup_epochs if warmup_epochs is None else warmup_epochs,
+                            warmup_epochs=self.warmup_epochs,
                             epochs=epochs or (self.motion_epochs if task == "motion" else self.epochs),
-                            batch_size=batch_size or self.batch_size, clip_grad=1.0, schedule="cosine")
+                            batch_size=self.batch_size, clip_grad=1.0, schedule="cosine")
         return TrainConfig(model=model, data=data, optim=optim, seed=seed, eval_every=0, log_every=self.log_every,
                            checkpoint_epochs=self.checkpoint_epochs, output_dir="", init=init)
 
@@ -123,34 +119,29 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         "smoke", model="tiny", num_frames=4, motion_design="coarse", train_samples=128, val_samples=64, epochs=2,
         motion_epochs=2, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=0.5, seeds=(0,),
         ablation_seeds=(0,), frames_sweep=(1, 2), source_frames=16, data_sweep=(64, 128), workers=1, time_batch=4,
-        time_repeats=2, explain_clips=4, pretrain_images=256, pretrain_epochs=2, pretrain_batch_size=32,
-        pretrain_warmup_epochs=0.5, time_embed_init="sinusoidal",
+        time_repeats=2, explain_clips=4, pretrain_images=256, pretrain_epochs=2, time_embed_init="sinusoidal",
         time_embed_init_std=1.0, control_samples=128, control_epochs=1, curve_every=4, verdicts=False),
     # The committed study. 4 frames of 32 px (a 4 x 4 grid of 8-px patches): half the cost of 8
-    # frames; batch 16 for half the epochs of batch 32 (the same optimiser steps on half the clips:
-    # half the cost again), so the motion task gets 768 steps within the budget; the time embedding
-    # starts as the sinusoidal code (docs/study.md, "Departures"; figures/cpu/calibration.csv for the
-    # evidence). The image model keeps its batch of 32.
+    # frames, so the motion task gets 12 epochs within the budget; the time embedding starts as
+    # the sinusoidal code (docs/study.md, "Departures"; figures/cpu/calibration.csv for the evidence).
     "cpu": StudyPreset(
-        "cpu", model="small", num_frames=4, motion_design="coarse", train_samples=2048, val_samples=512, epochs=3,
-        motion_epochs=6, batch_size=16, lr=1e-3, weight_decay=0.05, warmup_epochs=0.5, seeds=(0, 1),
+        "cpu", model="small", num_frames=4, motion_design="coarse", train_samples=2048, val_samples=512, epochs=6,
+        motion_epochs=12, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0, seeds=(0, 1),
         ablation_seeds=(0,), frames_sweep=(1, 2, 4, 8), source_frames=32, data_sweep=(256, 512, 2048),
         workers=2, time_batch=16, time_repeats=10, explain_clips=64, pretrain_images=16384, pretrain_epochs=6,
-        pretrain_batch_size=32, pretrain_warmup_epochs=1.0, time_embed_init="sinusoidal", time_embed_init_std=1.0,
-        control_samples=1024, control_epochs=5,
+        time_embed_init="sinusoidal", time_embed_init_std=1.0, control_samples=1024, control_epochs=5,
         curve_every=64),
     # One H200 in at most 8 minutes for all six notebooks (python -m tsf reproduce --preset gpu --dry-run:
     # 7m45s by its stated assumptions, about 1 PFLOP): the cpu recipe (its model, 4 frames of 32 px, the
-    # coarse design, the sinusoidal start) at batch 32 with more clips, epochs and seeds, 2 ablation
-    # seeds and twice the held-out clips, so every claim is checked with a clearer margin. The clips, made on the CPU
+    # coarse design, the sinusoidal start) with more clips, epochs and seeds, 2 ablation seeds and twice
+    # the held-out clips, so every claim is checked with a clearer margin. The clips, made on the CPU
     # cores, bound the time, not the GPU's arithmetic (tsf.study.plan).
     "gpu": StudyPreset(
         "gpu", model="small", num_frames=4, motion_design="coarse", train_samples=2560, val_samples=1024, epochs=7,
         motion_epochs=14, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0, seeds=(0, 1, 2),
         ablation_seeds=(0, 1), frames_sweep=(1, 2, 4, 8), source_frames=32, data_sweep=(320, 640, 1280, 2560),
         workers=1, time_batch=64, time_repeats=20, explain_clips=96, pretrain_images=20480, pretrain_epochs=6,
-        pretrain_batch_size=32, pretrain_warmup_epochs=1.0, time_embed_init="sinusoidal", time_embed_init_std=1.0,
-        control_samples=1024, control_epochs=5,
+        time_embed_init="sinusoidal", time_embed_init_std=1.0, control_samples=1024, control_epochs=5,
         curve_every=160, device="cuda", gpu_runs=4, log_every=20, checkpoint_epochs=4),
     # The current large budget, for users with hours on a GPU (python -m tsf reproduce --preset gpu-full
     # --dry-run prints its estimate).
@@ -159,8 +150,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         epochs=20, motion_epochs=20, batch_size=64, lr=5e-4, weight_decay=0.05, warmup_epochs=2.0, seeds=(0, 1, 2),
         ablation_seeds=(0, 1, 2), frames_sweep=(4, 8, 16, 32), source_frames=128,
         data_sweep=(2048, 4096, 8192, 16384), workers=1, time_batch=64, time_repeats=20, explain_clips=256,
-        pretrain_images=131072, pretrain_epochs=10, pretrain_batch_size=64, pretrain_warmup_epochs=2.0,
-        time_embed_init="sinusoidal", time_embed_init_std=1.0,
+        pretrain_images=131072, pretrain_epochs=10, time_embed_init="sinusoidal", time_embed_init_std=1.0,
         control_samples=4096, control_epochs=5, curve_every=100, device="cuda", gpu_runs=4, log_every=20,
         checkpoint_epochs=5),
 }

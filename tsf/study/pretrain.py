@@ -26,8 +26,7 @@ def image_pretraining(study: StudyPreset):
     """The training config of the image model: Space attention on single frames, appearance classes."""
     # Space attention has no time embedding, so its start is moot: "zeros" keeps the run's key the same for every preset
     return study.train_config("appearance", "space", seed=0, num_frames=1, train_samples=study.pretrain_images,
-                              epochs=study.pretrain_epochs, data_seed=PRETRAIN_DATA_SEED, time_embed_init="zeros",
-                              batch_size=study.pretrain_batch_size, warmup_epochs=study.pretrain_warmup_epochs)
+                              epochs=study.pretrain_epochs, data_seed=PRETRAIN_DATA_SEED, time_embed_init="zeros")
 
 
 def image_model(study: StudyPreset, runs: Runs, *, with_position: bool = True) -> str:
