@@ -145,20 +145,29 @@ def test_calibration_writes_its_evidence(tmp_path):
 def test_the_calibration_rule_picks_the_cheapest_setup_that_reads_motion():
     from tsf.study.calibration import choose
 
-    def rows(step, frames, epochs, start, divided, space=None):
-        out = [dict(step=step, scheme="divided", frames=frames, epochs=epochs, time_embed_init=start, pair_acc=p)
-               for p in divided]
-        return out + [dict(step=step, scheme="space", frames=frames, epochs=epochs, time_embed_init=start, pair_acc=p)
-                      for p in space or []]
+    def rows(step, macs, start, divided, space=None, task="motion", **others):
+        out = [dict(step=step, task=task, scheme="divided", train_macs=macs, time_embed_init=start, pair_acc=p,
+                    val_acc=p) for p in divided]
+        out += [dict(step=step, task=task, scheme="space", train_macs=macs, time_embed_init=start, pair_acc=p,
+                     val_acc=p) for p in space or []]
+        return out + [dict(step=step, task=task, scheme=k, train_macs=macs, time_embed_init=start, pair_acc=p,
+                           val_acc=p) for k, ps in others.items() for p in ps]
 
-    frame = pd.DataFrame(rows("first", 8, 6, "zeros", [0.5, 0.52], [0.5, 0.5]) + rows("study", 4, 12, "sinusoidal",
-                         [0.9, 0.88], [0.51, 0.49]) + rows("zeros", 4, 12, "zeros", [0.9, 0.80]))
+    frame = pd.DataFrame(rows("first", 8, "zeros", [0.5, 0.52], [0.5, 0.5]) + rows("study", 4, "sinusoidal",
+                         [0.9, 0.88], [0.51, 0.49]) + rows("zeros", 4, "zeros", [0.9, 0.80]))
     assert choose(frame) == "study", "zeros misses 85% in one seed"
     frame.loc[(frame.step == "zeros") & (frame.pair_acc == 0.80), "pair_acc"] = 0.86
     assert choose(frame) == "zeros", "as cheap and closer to the authors"
+    cheap = rows("cheap", 2, "sinusoidal", [0.9, 0.9], [0.5, 0.5], axial=[0.74, 0.68])
+    spread = rows("cheap", 2, "sinusoidal", [0.95, 0.95], task="appearance", joint=[0.9, 0.9])
+    assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "cheap", "the fewest multiply-adds"
+    cheap[-1]["pair_acc"] = 0.6  # Axial's mean falls below 70%
+    assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "zeros"
+    cheap[-1]["pair_acc"] = 0.7
+    spread[-1]["val_acc"] = 0.7  # appearance 15 points apart
+    assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "zeros"
     frame.loc[frame.scheme == "divided", "pair_acc"] = 0.6
     assert choose(frame) is None
-
 
 def test_table4_claim_needs_the_contrast_with_and_without_time():
     from tsf.study.experiments import time_embedding_verdict

@@ -139,6 +139,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU study model: 4 blocks of width 128 on 8 x 32 x 32 clips, 8 px patches (4 x 4 grid)
     "small": dict(img_size=32, patch_size=8, num_frames=8, embed_dim=128, depth=4, num_heads=4,
                   mlp_ratio=4.0, drop_path_rate=0.0, num_classes=10),
+    # the small model at half the width: 4 blocks of width 64 (a calibration candidate, tsf.study.calibration)
+    "compact": dict(img_size=32, patch_size=8, num_frames=8, embed_dim=64, depth=4, num_heads=4,
+                    mlp_ratio=4.0, drop_path_rate=0.0, num_classes=10),
     # the GPU study model: 6 blocks of width 256 on 16 x 64 x 64 clips (8 x 8 grid)
     "medium": dict(img_size=64, patch_size=8, num_frames=16, embed_dim=256, depth=6, num_heads=8,
                    mlp_ratio=4.0, drop_path_rate=0.1, num_classes=10),
