@@ -27,6 +27,7 @@ PRESET_PARAMS = {
     "large": {"space": 86_106_256, "joint": 86_179_984, "divided": 121_633_936, "local_global": 121_633_936,
               "axial": 157_087_888},
     "small": {"space": 821_642, "joint": 822_666, "divided": 1_153_930, "local_global": 1_153_930, "axial": 1_485_194},
+    "compact": {"space": 214_218, "joint": 214_730, "divided": 298_442, "local_global": 298_442, "axial": 382_154},
     "medium": {"space": 4_807_946, "joint": 4_812_042, "divided": 6_788_874, "local_global": 6_788_874,
                "axial": 8_765_706},
     "tiny": {"space": 19_461, "joint": 19_589, "divided": 30_277, "local_global": 30_277, "axial": 40_965},

@@ -145,29 +145,48 @@ def test_calibration_writes_its_evidence(tmp_path):
 def test_the_calibration_rule_picks_the_cheapest_setup_that_reads_motion():
     from tsf.study.calibration import choose
 
-    def rows(step, macs, start, divided, space=None, task="motion", **others):
-        out = [dict(step=step, task=task, scheme="divided", train_macs=macs, time_embed_init=start, pair_acc=p,
-                    val_acc=p) for p in divided]
-        out += [dict(step=step, task=task, scheme="space", train_macs=macs, time_embed_init=start, pair_acc=p,
-                     val_acc=p) for p in space or []]
-        return out + [dict(step=step, task=task, scheme=k, train_macs=macs, time_embed_init=start, pair_acc=p,
-                           val_acc=p) for k, ps in others.items() for p in ps]
+    def rows(step, macs, start, divided, space=None, task="motion", model="small", **others):
+        common = dict(step=step, task=task, model=model, train_macs=macs, time_embed_init=start)
+        out = [dict(common, scheme="divided", pair_acc=p, val_acc=p) for p in divided]
+        out += [dict(common, scheme="space", pair_acc=p, val_acc=p) for p in space or []]
+        return out + [dict(common, scheme=k, pair_acc=p, val_acc=p) for k, ps in others.items() for p in ps]
 
     frame = pd.DataFrame(rows("first", 8, "zeros", [0.5, 0.52], [0.5, 0.5]) + rows("study", 4, "sinusoidal",
                          [0.9, 0.88], [0.51, 0.49]) + rows("zeros", 4, "zeros", [0.9, 0.80]))
     assert choose(frame) == "study", "zeros misses 85% in one seed"
     frame.loc[(frame.step == "zeros") & (frame.pair_acc == 0.80), "pair_acc"] = 0.86
     assert choose(frame) == "zeros", "as cheap and closer to the authors"
-    cheap = rows("cheap", 2, "sinusoidal", [0.9, 0.9], [0.5, 0.5], axial=[0.74, 0.68])
-    spread = rows("cheap", 2, "sinusoidal", [0.95, 0.95], task="appearance", joint=[0.9, 0.9])
+    cheap = rows("cheap", 2, "sinusoidal", [0.9, 0.9], [0.5, 0.5], model="compact", axial=[0.74, 0.68])
+    # the appearance runs of the same model count whichever step ran them
+    spread = rows("other", 3, "sinusoidal", [0.95, 0.95], task="appearance", model="compact", joint=[0.9, 0.9])
     assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "cheap", "the fewest multiply-adds"
     cheap[-1]["pair_acc"] = 0.6  # Axial's mean falls below 70%
     assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "zeros"
     cheap[-1]["pair_acc"] = 0.7
     spread[-1]["val_acc"] = 0.7  # appearance 15 points apart
     assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "zeros"
+    for row in spread:
+        row["model"] = "small"  # another model's appearance runs do not count for it
+    assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "cheap"
     frame.loc[frame.scheme == "divided", "pair_acc"] = 0.6
     assert choose(frame) is None
+
+
+def test_the_calibration_says_where_a_setup_misses_the_rule():
+    from tsf.study.calibration import misses
+
+    def row(scheme, acc, task="motion", seed=0):
+        return dict(step="s", task=task, model="compact", scheme=scheme, seed=seed, pair_acc=acc, val_acc=acc,
+                    train_macs=1, time_embed_init="sinusoidal")
+
+    frame = pd.DataFrame([row("divided", 0.9), row("divided", 0.84, seed=1), row("space", 0.6), row("axial", 0.65),
+                          row("joint", 0.95), row("divided", 0.95, "appearance"), row("local_global", 0.8, "appearance")])
+    assert misses(frame, "s") == ["Divided pair accuracy 84.0 in a seed (85 needed)", "Space off chance (60.0-60.0)",
+                                  "axial pair accuracy 65.0 (70 needed)",
+                                  "appearance spread 15.0 points (local_global lowest; 10 allowed)"]
+    good = frame.assign(pair_acc=[0.9, 0.86, 0.52, 0.75, 0.95, None, None],
+                        val_acc=[0.9, 0.86, 0.52, 0.75, 0.95, 0.95, 0.9])
+    assert misses(good, "s") == []
 
 def test_table4_claim_needs_the_contrast_with_and_without_time():
     from tsf.study.experiments import time_embedding_verdict
