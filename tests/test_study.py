@@ -157,8 +157,7 @@ def test_the_calibration_rule_picks_the_cheapest_setup_that_reads_motion():
     frame.loc[(frame.step == "zeros") & (frame.pair_acc == 0.80), "pair_acc"] = 0.86
     assert choose(frame) == "zeros", "as cheap and closer to the authors"
     cheap = rows("cheap", 2, "sinusoidal", [0.9, 0.9], [0.5, 0.5], model="compact", axial=[0.74, 0.68])
-    # the appearance runs of the same model count whichever step ran them
-    spread = rows("other", 3, "sinusoidal", [0.95, 0.95], task="appearance", model="compact", joint=[0.9, 0.9])
+    spread = rows("cheap", 2, "sinusoidal", [0.95, 0.95], task="appearance", model="compact", joint=[0.9, 0.9])
     assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "cheap", "the fewest multiply-adds"
     cheap[-1]["pair_acc"] = 0.6  # Axial's mean falls below 70%
     assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "zeros"
@@ -166,7 +165,7 @@ def test_the_calibration_rule_picks_the_cheapest_setup_that_reads_motion():
     spread[-1]["val_acc"] = 0.7  # appearance 15 points apart
     assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "zeros"
     for row in spread:
-        row["model"] = "small"  # another model's appearance runs do not count for it
+        row["step"] = "other"  # another step's appearance runs do not count for it
     assert choose(pd.concat([frame, pd.DataFrame(cheap + spread)])) == "cheap"
     frame.loc[frame.scheme == "divided", "pair_acc"] = 0.6
     assert choose(frame) is None
