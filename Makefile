@@ -46,8 +46,8 @@ reproduce: $(NEED_VENV)
 	$(RUN) -m tsf reproduce --preset $(PRESET)
 
 # The runs behind the study's set-up (figures/$(PRESET)/calibration.csv): the study's set-up, the
-# authors' zero start in it, the half-clips and the compact-model alternatives on seeds 100-101,
-# about 45 min at cpu; STEPS=all for the whole ladder (2.5 hours).
+# authors' zero start in it, the half-clips and two compact-model alternatives on seeds 100-101,
+# about an hour at cpu; STEPS=all for the whole ladder (3 hours).
 calibrate: $(NEED_VENV)
 	$(RUN) -m tsf calibrate --preset $(PRESET) $(if $(STEPS),--steps $(STEPS))
 

@@ -38,7 +38,7 @@ RULE = (f"the cheapest set-up (the multiply-adds of its Divided motion run) whos
         f"average, and the schemes' appearance top-1 within {100 * CLOSE:.0f} points of each other; between equals, "
         "the one closer to the authors' (their zero time embedding, then a trunc-normal one, then the sinusoidal code)")
 #: the steps ``make calibrate`` runs by default: the study's set-up, the authors' zero start in
-#: it, the half-clips alternative and the compact model twice (about 70 min at cpu); ``--steps
+#: it, the half-clips alternative and the compact model twice (about an hour at cpu); ``--steps
 #: all`` runs the whole ladder (about 3 hours)
 DEFAULT_STEPS: tuple[str, ...] = ("epochs", "zeros", "half", "compact", "compact_long")
 #: closeness to the authors' recipe, for the rule's ties
