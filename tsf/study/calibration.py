@@ -189,15 +189,17 @@ def calibrate(study: StudyPreset, runs: Runs, out: Output, seeds: tuple[int, ...
               "paper": f"the study uses '{kept}'", "verdict": "yes" if chosen == kept else "no"}]
     for step in frame.step.unique():
         missed = misses(frame, step)
-        lines.append({"what": f"{step}: meets the rule?", "ours": "; ".join(missed) if missed else "meets it",
-                      "paper": "-", "verdict": "no" if missed else "yes"})
+        change = frame.loc[frame.step == step, "change"].iloc[0]
+        lines.append({"what": f"{step} ({change}): meets the rule?",
+                      "ours": "; ".join(missed) if missed else "meets it", "paper": "-",
+                      "verdict": "no" if missed else "yes"})
     for (step, task, scheme), part in frame.groupby(["step", "task", "scheme"], sort=False):
         score = f"top-1 {_pct(part.val_acc.mean())}"
         if task == "motion":
             pairs = " ".join(f"{part[c].mean():.2f}" for c in PAIR_COLUMNS)
             score += (f", pair {_pct(part.pair_acc.min())}-{_pct(part.pair_acc.max())} over seeds "
                       f"(by pair: {pairs})")
-        lines.append({"what": f"{part.change.iloc[0]}: {scheme}{'' if task == 'motion' else ', ' + task}",
+        lines.append({"what": f"{step}: {scheme}{'' if task == 'motion' else ', ' + task}",
                       "ours": f"{score}; training {_pct(part.train_acc.mean())}",
                       "paper": "kept" if part.kept.iloc[0] else "-", "verdict": ""})
     out.summary("calibration", "Calibration: how the set-up was chosen", lines, note=(
