@@ -126,9 +126,9 @@ def test_calibration_writes_its_evidence(tmp_path):
 
     study, runs, out = setup("smoke", 0, str(tmp_path / "figures"), str(tmp_path / "runs"), progress=False)
     assert min(CALIBRATION_SEEDS) >= 100 and not set(CALIBRATION_SEEDS) & set(study_preset("cpu").seeds)
-    ladder = steps(study_preset("cpu"))
-    kept = [s for s in ladder if s.kept]
     cpu = study_preset("cpu")
+    ladder = steps(cpu)
+    kept = [s for s in ladder if s.kept]
     assert len(kept) == 1 and (kept[0].frames, kept[0].design, kept[0].time_embed_init, kept[0].epochs) == (
         cpu.num_frames, cpu.motion_design, cpu.time_embed_init, cpu.motion_epochs), "the kept step is the cpu preset's"
     assert kept[0].optim["batch_size"] == cpu.batch_size, "the kept step trains with the preset's batch"
@@ -186,6 +186,7 @@ def test_the_calibration_says_where_a_setup_misses_the_rule():
     good = frame.assign(pair_acc=[0.9, 0.86, 0.52, 0.75, 0.95, None, None],
                         val_acc=[0.9, 0.86, 0.52, 0.75, 0.95, 0.95, 0.9])
     assert misses(good, "s") == []
+
 
 def test_table4_claim_needs_the_contrast_with_and_without_time():
     from tsf.study.experiments import time_embedding_verdict
@@ -329,6 +330,10 @@ def test_make_calibrate_runs_the_kept_step_by_default():
     ladder = steps(study_preset("cpu"))
     assert set(DEFAULT_STEPS) <= {s.name for s in ladder}
     assert next(s.name for s in ladder if s.kept) in DEFAULT_STEPS
+    from tsf.__main__ import build_parser
+    calibrate_help = next(a for a in build_parser()._subparsers._group_actions[0].choices["calibrate"]._actions
+                          if a.dest == "steps").help
+    assert f"(default: {' '.join(DEFAULT_STEPS)})" in calibrate_help, "the command line says what runs by default"
 
 
 def _table1_frames(seeds: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--runs-dir", help="run cache (default: runs/PRESET)")
     cal.add_argument("--figures-dir", help="where calibration.csv goes (default: figures/PRESET)")
     cal.add_argument("--steps", nargs="+", metavar="STEP",
-                     help="calibration steps to run, or 'all' for the whole ladder (default: epochs zeros half)")
+                     help="calibration steps to run, or 'all' for the whole ladder (default: epochs zeros half compact compact_long)")
     cal.set_defaults(func=_cmd_calibrate)
 
     bench = sub.add_parser("bench", help="the benchmarks: models, data, synthetic, explain, attention-scores, profile, study-run",

@@ -230,5 +230,6 @@ def table_text(frame: pd.DataFrame) -> str:
             for r, m in zip(frame.itertuples(), motion)]
     return format_table(rows, [("step", "step", "s"), ("task", "task", "s"), ("model", "model", "s"),
                                ("scheme", "scheme", "s"), ("seed", "seed", "d"),
-                               ("recipe", "epochs x batch", "s"), ("start", "time embedding start", "s"), ("top1", "top-1", ">s"),
+                               ("recipe", "epochs x batch", "s"), ("start", "time embedding start", "s"),
+                               ("top1", "top-1", ">s"),
                                ("pair", "pair", ">s"), ("by_pair", "by pair (R/L D/U grow rot appear)", "s")])
