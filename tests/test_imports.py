@@ -23,12 +23,13 @@ OPTIONAL = {"matplotlib", "plotly", "ipywidgets", "pandas", "papermill", "transf
             "nbformat", "IPython", "PIL", "playwright", "anywidget"}
 
 # What each part of the package may import: data flows config -> model -> (data -> train) -> study.
-LOW = {"tsf.version", "tsf.provenance", "tsf.attention", "tsf.config"}
+LOW = {"tsf.version", "tsf.provenance", "tsf.cpu_matmul", "tsf.attention", "tsf.config"}
 MODEL = LOW | {"tsf.model", "tsf.cost"}
 ALLOWED: dict[str, set[str]] = {
     "tsf.version": set(),
     "tsf.provenance": set(),  # what ran a result: every part may record it
-    "tsf.attention": set(),
+    "tsf.cpu_matmul": set(),  # which kernels float32 CPU products run on
+    "tsf.attention": {"tsf.cpu_matmul"},
     "tsf.config": {"tsf.attention"},
     "tsf.model": {"tsf.attention", "tsf.config"},
     "tsf.cost": {"tsf.attention", "tsf.config", "tsf.model"},

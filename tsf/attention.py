@@ -25,8 +25,9 @@ last step it joins every group once, and its outputs are averaged over the group
 Each step's attention runs one of two paths, chosen by its group length (``Attention.attend``):
 ``torch.nn.functional.scaled_dot_product_attention`` for long groups, and the explicit
 matmul-softmax-matmul for the short ones on a CPU (divided's temporal step has L = frames),
-where the fused kernel's per-group overhead costs more than the products, and whenever the
-attention probabilities are asked for. The two agree to float rounding (``tests/test_model.py``
+where the fused kernel's per-group overhead costs more than the products (up to 513 tokens
+while float32 products run on oneDNN, :mod:`tsf.cpu_matmul`), and whenever the attention
+probabilities are asked for. The two agree to float rounding (``tests/test_model.py``
 and ``tests/test_fast_paths.py`` check it for every scheme). Either way the groups are cut
 into chunks that stay inside the limits of one CUDA kernel launch (``MAX_GROUPS``,
 ``MAX_PADDED_ELEMENTS``).
@@ -43,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+from .cpu_matmul import onednn_active
 
 Grid = tuple[int, int, int]  # (T, H, W): frames, patch rows, patch columns
 
@@ -113,6 +116,11 @@ class Attention(nn.Module):
 # showed. On a GPU the fused kernel (flash attention) runs every length.
 EXPLICIT_MAX_LENGTH = 32
 EXPLICIT_DEVICES = ("cpu",)
+# With float32 products on oneDNN (tsf.cpu_matmul) the fused CPU kernel's many small products
+# each cost a oneDNN call: forward and backward of 4 heads of 32 on 2,080 tokens, one thread,
+# the fused kernel took 44 ms at L = 65 against the explicit path's 5, 41 against 27 at 513,
+# and 52 against 125 at 1,025 (2026-12, this project's 2-core EPYC). Explicit up to 513 then.
+EXPLICIT_MAX_LENGTH_ONEDNN = 513
 
 # The limits of one attention kernel launch on CUDA (issue 16): the groups form a grid
 # dimension of at most 65,535 blocks, and past 2^31 elements of the padded q, k, v (or of the
@@ -126,7 +134,9 @@ PAD_TOKENS = 128  # a kernel's block of tokens: lengths are counted rounded up t
 
 def explicit_path(length: int, device: torch.device) -> bool:
     """Whether groups of ``length`` tokens run the explicit matmul-softmax path on ``device``."""
-    return device.type in EXPLICIT_DEVICES and length <= EXPLICIT_MAX_LENGTH
+    if device.type not in EXPLICIT_DEVICES:
+        return False
+    return length <= (EXPLICIT_MAX_LENGTH_ONEDNN if onednn_active() else EXPLICIT_MAX_LENGTH)
 
 
 def chunk_groups(groups: int, length: int, heads: int, head_dim: int, explicit: bool = False) -> int:

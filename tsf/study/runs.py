@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cost import count_macs
+from ..cpu_matmul import onednn_matmul
 from ..train import TrainConfig, fit, pick_device
 from ..train.checkpoint import write_json_atomic
 from ..train.config import DataConfig
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 Specs = tuple[dict[str, TrainConfig], dict[str, dict[str, Any]]]
 
 _VOLATILE = ("output_dir", "progress", "log_every", "checkpoint_every", "checkpoint_epochs", "keep_checkpoints",
-             "eval_every", "stop_after_steps")
+             "eval_every", "stop_after_steps", "cpu_matmul")  # cpu_matmul: the kernels, as the threads, not the function
 
 
 #: data fields added after runs were cached: in the key only when set, so the runs that leave them
@@ -131,18 +132,19 @@ def _run_one(config_json: str, name: str, threads: int, curve_every: int = 0) ->
     config = TrainConfig.from_dict(json.loads(config_json))
     run_dir = Path(config.output_dir)
     start = time.perf_counter()
-    if curve_every:
-        result, _ = _fit_with_curve(config, curve_every)
-    else:
-        result = fit(config, resume=True)
-    if result.interrupted:  # a signal stopped it: no study.json, so the cache resumes it next time
-        raise RuntimeError(f"study run {name} was stopped at step {result.steps} by a signal; its checkpoint "
-                           f"{result.checkpoint} is kept, and the next call resumes it")
-    seconds = time.perf_counter() - start
+    cpu = pick_device(config.device).type == "cpu"
+    with onednn_matmul(config.cpu_matmul if cpu else "default") as onednn:  # the held-out scores' too
+        result = _fit_with_curve(config, curve_every)[0] if curve_every else fit(config, resume=True)
+        seconds = time.perf_counter() - start
+        if result.interrupted:  # a signal stopped it: no study.json, so the cache resumes it next time
+            raise RuntimeError(f"study run {name} was stopped at step {result.steps} by a signal; its checkpoint "
+                               f"{result.checkpoint} is kept, and the next call resumes it")
+        held_out = held_out_scores(result.model, config)
     scores = dict(result.final)
     scores.pop("event", None)
-    scores.update(steps=result.steps, train_seconds=seconds, threads=threads)
-    scores.update(held_out_scores(result.model, config))
+    scores.update(steps=result.steps, train_seconds=seconds, threads=threads,
+                  cpu_float32_products="oneDNN" if onednn else "PyTorch's default")
+    scores.update(held_out)
     _score_file(run_dir).write_text(json.dumps({"name": name, "scores": scores}, indent=2))
     return str(run_dir)
 

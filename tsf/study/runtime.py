@@ -40,6 +40,7 @@ from ..bench.steps import make_step
 from ..bench.table import format_table
 from ..bench.timing import PartClock, quartiles, time_interleaved
 from ..cost import count_macs
+from ..cpu_matmul import onednn_matmul
 from ..data.synthetic import SyntheticVideos
 from ..provenance import provenance
 from ..train import engine, pick_device
@@ -79,7 +80,9 @@ def bare_step_seconds(config, *, warmup: int = 3, repeats: int = 20) -> list[flo
     step = make_step(model, clips, labels, "train", precision=run_precision(config, device),
                      optimizer=engine.build_optimizer(model, config), clip_grad=o.clip_grad,
                      label_smoothing=o.label_smoothing)
-    return time_interleaved({"step": step}, warmup=warmup, repeats=repeats, device=device, progress=False)["step"]
+    with onednn_matmul(config.cpu_matmul if device.type == "cpu" else "default"):  # the products the run uses
+        return time_interleaved({"step": step}, warmup=warmup, repeats=repeats, device=device,
+                                progress=False)["step"]
 
 
 def time_study_run(study: StudyPreset, *, task: str = "motion", attention: str = "divided", seed: int = 0,

@@ -18,6 +18,7 @@ import yaml
 from ..config import PRESETS as MODEL_PRESETS
 from ..config import TimeSformerConfig
 from ..config import preset as model_preset
+from ..cpu_matmul import CPU_MATMUL
 from ..data.datasets import DATASET_FORMATS, ON_ERROR
 
 DATA_KINDS = ("synthetic", *DATASET_FORMATS)  # the synthetic study tasks, or real video in any dataset format
@@ -97,6 +98,7 @@ class TrainConfig:
     seed: int = 0  # initialisation, shuffling, augmentation and stochastic depth
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 autocast on CUDA, float32 on CPU) | bf16 | fp32
+    cpu_matmul: str = "auto"  # auto (float32 CPU products on oneDNN where they stay float32: tsf.cpu_matmul) | default
     compile: bool = False  # torch.compile the model
     grad_checkpointing: bool = False  # recompute blocks in backward (long clips)
     init: str = ""  # weights to start from (any format tsf.load_pretrained reads); empty: random
@@ -111,6 +113,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.cpu_matmul not in CPU_MATMUL:
+            raise ValueError(f"cpu_matmul must be one of {', '.join(CPU_MATMUL)}, got {self.cpu_matmul!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

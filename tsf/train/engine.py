@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..cpu_matmul import onednn_active, onednn_matmul
 from ..data.datasets import mix_seed
 from ..model import TimeSformer, autocast
 from ..provenance import machine, utc_now
@@ -161,7 +162,8 @@ def loader_workers(requested: int, device: torch.device, processes: int = 1) -> 
 def environment(proc: _Proc) -> dict[str, Any]:
     """``env.json``: the run's start, its processes and device, and the machine (:func:`tsf.provenance.machine`)."""
     return {"time": utc_now(), "tsf": __version__, "host": socket.gethostname(), "device": str(proc.device),
-            "world_size": proc.world, "machine": machine(proc.device)}
+            "world_size": proc.world, "machine": machine(proc.device),
+            "cpu_float32_products": "oneDNN" if onednn_active() else "PyTorch's default"}
 
 
 # -- optimiser and schedule -------------------------------------------------------------
@@ -613,7 +615,8 @@ def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_datase
     yield ``(clip (C,T,H,W), label)``.
     """
     proc = _setup(config)
-    with _run_folder(Path(config.output_dir), proc, resume=bool(resume), overwrite=overwrite):
+    with _run_folder(Path(config.output_dir), proc, resume=bool(resume), overwrite=overwrite), \
+            onednn_matmul(config.cpu_matmul if proc.device.type == "cpu" else "default"):
         return _fit(config, proc, train_dataset, val_dataset, resume)
 
 
