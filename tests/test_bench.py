@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import tsf
+from tsf.cpu_matmul import onednn_active, onednn_keeps_fp32
 from tsf.bench import memory, models, profile, steps, timing
 from tsf.__main__ import canonical_argv, main
 from tsf.study import cost
@@ -153,6 +154,32 @@ def test_run_case_times_both_and_reports_rates_memory_and_ratios():
     row = rows[("tsf", "local_global", "train")]
     assert row["mfu"] == pytest.approx(models.model_flops_utilisation(
         int(row["gmacs_per_clip"] * 1e9), row["clips_per_s"], result["matmul"]["by_scheme"]["local_global"], "train"))
+
+
+def test_each_models_products_run_on_the_kernels_its_users_get(monkeypatch):
+    """Ours on oneDNN (as tsf's training runs it, where that stays float32), Hugging Face's on
+    PyTorch's choice; the steps see the setting while they run and the case gives it back."""
+    seen: dict[str, set[bool]] = {}
+    real = models.make_step
+
+    def spying(model, *args, **kwargs):
+        impl = "tsf" if type(model).__module__ == "tsf.model" else "hf"  # HF's sits in the bench's adapter
+        model.register_forward_hook(  # the training steps' forward passes (not the logits check's)
+            lambda *_: torch.is_grad_enabled() and seen.setdefault(impl, set()).add(onednn_active()))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(models, "make_step", spying)
+    case = dataclasses.replace(TINY, schemes=("divided",), modes=("train",), repeats=1, warmup=0)
+    result = models.run_case(case, memory=False, progress=False)
+    onednn = onednn_keeps_fp32()
+    assert seen == {"tsf": {onednn}, "hf": {False}}
+    expected = "oneDNN" if onednn else "PyTorch's default"
+    assert result["float32_products"] == {"tsf": expected, "hf": "PyTorch's default"}
+    assert result["matmul"]["kernels"] == expected and not onednn_active()
+    text = models.format_results({"device": "cpu", "cases": [result]})
+    assert f"float32 products (tsf.cpu_matmul): tsf on {expected}, HF on PyTorch's default (tiny)" in text
+    both = models.run_case(dataclasses.replace(case, hf_cpu_matmul="auto"), memory=False, progress=False)
+    assert both["float32_products"]["hf"] == expected
 
 
 def test_a_case_with_one_thread_restores_the_thread_count():

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import multiprocessing
@@ -52,6 +53,7 @@ from torch import Tensor, nn
 
 from ..config import ATTENTION_SCHEMES, TimeSformerConfig, canonical_attention, preset
 from ..cost import count_macs
+from ..cpu_matmul import onednn_matmul
 from .memory import cpu_peak_growth, cuda_peak_growth, memory_curves
 from ..provenance import command_line, load_average, provenance, utc_now, write_result
 from .steps import HF_SCHEMES, MODES, build_models, check_parity, clip_batch, is_oom, make_step
@@ -84,6 +86,15 @@ class Case:
     settle: int = 0  # untimed steps before them (the model's own caches and heap back)
     num_frames: int | None = None  # input size, default the preset's
     img_size: int | None = None
+    # the kernels of float32 CPU products (tsf.cpu_matmul): ours as tsf's training runs them (oneDNN
+    # where it stays float32), Hugging Face's as its users' loops run them (PyTorch's choice, MKL);
+    # the matmul rate of the MFU is timed on ours
+    cpu_matmul: str = "auto"
+    hf_cpu_matmul: str = "default"
+
+    def kernels(self, impl: str) -> str:
+        """The ``cpu_matmul`` mode of ``impl``'s steps (``tsf`` or ``hf``)."""
+        return self.cpu_matmul if impl == "tsf" else self.hf_cpu_matmul
 
     def config(self, scheme: str) -> TimeSformerConfig:
         sizes = {k: v for k, v in (("num_frames", self.num_frames), ("img_size", self.img_size)) if v is not None}
@@ -100,6 +111,9 @@ CPU_CASES: tuple[Case, ...] = (
     # the study trains two runs side by side, one thread each: what `make reproduce` waits for
     Case("small-train-1thread", "small", batch_size=32, modes=("train",), threads=1, warmup=1, repeats=5, block=2,
          settle=1),
+    # both models' products on oneDNN: how much of the ratio is the kernels, how much the model's code
+    Case("small-train-onednn-both", "small", schemes=HF_SCHEMES, batch_size=32, modes=("train",), hf_cpu_matmul="auto",
+         warmup=1, repeats=8, block=2, settle=1),
     # both compiled (inductor, C++): the fastest either can be on this machine
     Case("small-train-compile", "small", schemes=HF_SCHEMES, batch_size=32, modes=("train",), compile=True,
          warmup=1, repeats=5, block=2, settle=1),
@@ -185,6 +199,18 @@ def matmul_operands(device: torch.device | str = "cpu", dtype: torch.dtype = tor
             torch.randn(n, n, device=device, dtype=dtype, generator=g))
 
 
+def reference_matmul(a: Tensor, b: Tensor, cpu_matmul: str = "default") -> Tensor:
+    """The MFU's reference product, on the kernels ``cpu_matmul`` gives float32 CPU products."""
+    with onednn_matmul(cpu_matmul if a.device.type == "cpu" else "default"):
+        return a @ b
+
+
+def float32_products(mode: str, device: torch.device) -> str:
+    """What a ``cpu_matmul`` mode runs float32 products on, here: ``oneDNN`` or ``PyTorch's default``."""
+    with onednn_matmul(mode if device.type == "cpu" else "default") as on:
+        return "oneDNN" if on else "PyTorch's default"
+
+
 def matmul_summary(n: int, dtype: torch.dtype, seconds: list[float]) -> dict[str, Any]:
     """The matmul rate from its timed samples: median, in TFLOP/s (2 n^3 FLOPs each)."""
     return {"n": n, "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
@@ -247,7 +273,7 @@ def _memory_probe(case_json: str, scheme: str, batch_size: int) -> dict[str, int
     out = {}
     for impl, model in models.items():
         for mode in case.modes:
-            step = make_step(model, *data[impl], mode, precision=case.precision)
+            step = make_step(model, *data[impl], mode, precision=case.precision, cpu_matmul=case.kernels(impl))
             if case.warmup:
                 step()
             out[f"{impl}/{mode}"] = cpu_peak_growth(step)
@@ -311,7 +337,7 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
                 key = f"{impl}/{scheme}/{mode}"
                 row = {"impl": impl, "scheme": scheme, "mode": mode, "batch_size": batch_size,
                        "gmacs_per_clip": macs / 1e9}
-                step = make_step(runnable, *data[impl], mode, precision=case.precision)
+                step = make_step(runnable, *data[impl], mode, precision=case.precision, cpu_matmul=case.kernels(impl))
                 try:
                     if device.type == "cuda" or case.compile or case.warmup:
                         step()  # compilation, allocator warm-up; a model that does not fit stops here
@@ -328,7 +354,7 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
                 rows[key] = row
                 if not row.get("oom"):
                     steps[key] = step
-        steps[MATMUL] = lambda: mm_a @ mm_b
+        steps[MATMUL] = functools.partial(reference_matmul, mm_a, mm_b, case.cpu_matmul)
         timed = time_interleaved(steps, warmup=case.warmup, repeats=case.repeats, device=device,
                                  progress=progress, block=case.block, settle=case.settle, orders=orders)
         mm_seconds[scheme] = timed.pop(MATMUL)
@@ -336,7 +362,7 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
         del steps, models  # before the next scheme's are built
     rates = {scheme: matmul_summary(mm_a.shape[0], dtype, values)["tflops"] for scheme, values in mm_seconds.items()}
     rate = {**matmul_summary(mm_a.shape[0], dtype, [s for v in mm_seconds.values() for s in v]),
-            "by_scheme": rates, "timed": "in the models' rounds"}
+            "by_scheme": rates, "timed": "in the models' rounds", "kernels": float32_products(case.cpu_matmul, device)}
     del mm_a, mm_b
     for key, values in seconds.items():
         row = rows[key]
@@ -355,7 +381,8 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
     return {"case": dataclasses.asdict(case), "date": started, "command": command_line(command), "device": str(device),
             "threads": torch.get_num_threads(), "load_average_1min": {"start": load_start, "end": load_average()},
             "matmul": rate, "parity": parity, "rows": list(rows.values()), "tsf_over_hf": ratios,
-            "tsf_over_hf_by_order": by_order}
+            "tsf_over_hf_by_order": by_order,
+            "float32_products": {impl: float32_products(case.kernels(impl), device) for impl in ("tsf", "hf")}}
 
 
 def ratio_by_order(seconds: dict[str, list[float]], orders: list[list[str]], ours: str, theirs: str,
@@ -585,11 +612,19 @@ def format_results(result: dict[str, Any]) -> str:
         ("threads", "thr", "s"), ("tsf", "tsf clips/s (IQR)", "s"), ("hf", "HF clips/s (IQR)", "s"),
         ("ratio", "tsf/HF", "s"), ("order", "tsf 1st/HF 1st", "s"), ("tsf_mb", "tsf MB", "s"), ("hf_mb", "HF MB", "s"), ("mfu", "tsf MFU", "s"),
         ("hf_mfu", "HF MFU", "s")])
-    rates = ", ".join(f"{c['case']['name']} {c['matmul']['tflops'] * 1e3:.0f} GFLOP/s ({c['matmul']['dtype']}, "
+    rates = ", ".join(f"{c['case']['name']} {c['matmul']['tflops'] * 1e3:.0f} GFLOP/s ({c['matmul']['dtype']}"
+                      f"{' on ' + c['matmul']['kernels'] if 'kernels' in c['matmul'] else ''}, "
                       f"{c['matmul']['threads']} thr)" for c in result["cases"])
+    kernels: dict[str, list[str]] = {}  # cases by the kernels each model's float32 products ran on
+    for c in result["cases"]:
+        if "float32_products" in c:
+            used = c["float32_products"]
+            kernels.setdefault(f"tsf on {used['tsf']}, HF on {used['hf']}", []).append(c["case"]["name"])
     when = ("timed in the same rounds" if all("by_scheme" in c["matmul"] for c in result["cases"])
             else "measured before each case")  # files from before the rate was timed in the rounds
     text = f"{table}\nmatmul rate (MFU denominator, {when}): {rates}"
+    if kernels:
+        text += "\nfloat32 products (tsf.cpu_matmul): " + "; ".join(f"{k} ({', '.join(v)})" for k, v in kernels.items())
     checked = verdicts(result)
     if checked:
         text += "\n\n" + format_table(checked, [("case", "case", "s"), ("target", "target", "s"),

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..attention import SCHEMES
 from ..config import TimeSformerConfig
+from ..cpu_matmul import onednn_matmul
 from ..model import TimeSformer, autocast, randomise_zero_inits
 from ..weights import to_hf
 
@@ -77,14 +78,16 @@ def check_parity(models: dict[str, nn.Module], batch: dict[str, tuple[Tensor, Te
 
 def make_step(model: nn.Module, video: Tensor, labels: Tensor, mode: str, *, precision: str = "fp32",
               optimizer: torch.optim.Optimizer | None = None, clip_grad: float | None = 1.0,
-              label_smoothing: float = 0.0) -> Callable[[], None]:
+              label_smoothing: float = 0.0, cpu_matmul: str = "default") -> Callable[[], None]:
     """One inference call or one training step of ``model`` on ``video`` as a callable (``clip_grad``,
-    ``label_smoothing``: a training recipe's, the study's by default)."""
+    ``label_smoothing``: a training recipe's, the study's by default; ``cpu_matmul``: the kernels of
+    its float32 CPU products, :func:`tsf.cpu_matmul.onednn_matmul`, PyTorch's choice by default)."""
     device = video.device
+    kernels = cpu_matmul if device.type == "cpu" else "default"
     if mode == "infer":
         def infer() -> None:
             model.eval()
-            with torch.inference_mode(), autocast(device, precision):
+            with torch.inference_mode(), autocast(device, precision), onednn_matmul(kernels):
                 model(video)
         return infer
     if mode != "train":
@@ -94,13 +97,14 @@ def make_step(model: nn.Module, video: Tensor, labels: Tensor, mode: str, *, pre
 
     def train() -> None:
         model.train()
-        with autocast(device, precision):
-            loss = F.cross_entropy(model(video).float(), labels, label_smoothing=label_smoothing)
-        loss.backward()
-        if clip_grad is not None:
-            nn.utils.clip_grad_norm_(params, clip_grad)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        with onednn_matmul(kernels):
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(video).float(), labels, label_smoothing=label_smoothing)
+            loss.backward()
+            if clip_grad is not None:
+                nn.utils.clip_grad_norm_(params, clip_grad)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
     return train
 
 

@@ -40,7 +40,6 @@ from ..bench.steps import make_step
 from ..bench.table import format_table
 from ..bench.timing import PartClock, quartiles, time_interleaved
 from ..cost import count_macs
-from ..cpu_matmul import onednn_matmul
 from ..data.synthetic import SyntheticVideos
 from ..provenance import provenance
 from ..train import engine, pick_device
@@ -79,10 +78,8 @@ def bare_step_seconds(config, *, warmup: int = 3, repeats: int = 20) -> list[flo
     clips, labels = torch.stack([c for c, _ in items]).to(device), torch.tensor([y for _, y in items]).to(device)
     step = make_step(model, clips, labels, "train", precision=run_precision(config, device),
                      optimizer=engine.build_optimizer(model, config), clip_grad=o.clip_grad,
-                     label_smoothing=o.label_smoothing)
-    with onednn_matmul(config.cpu_matmul if device.type == "cpu" else "default"):  # the products the run uses
-        return time_interleaved({"step": step}, warmup=warmup, repeats=repeats, device=device,
-                                progress=False)["step"]
+                     label_smoothing=o.label_smoothing, cpu_matmul=config.cpu_matmul)  # the products the run uses
+    return time_interleaved({"step": step}, warmup=warmup, repeats=repeats, device=device, progress=False)["step"]
 
 
 def time_study_run(study: StudyPreset, *, task: str = "motion", attention: str = "divided", seed: int = 0,
