@@ -176,6 +176,10 @@ def test_each_models_products_run_on_the_kernels_its_users_get(monkeypatch):
     expected = "oneDNN" if onednn else "PyTorch's default"
     assert result["float32_products"] == {"tsf": expected, "hf": "PyTorch's default"}
     assert result["matmul"]["kernels"] == expected and not onednn_active()
+    # where ours run on oneDNN, the reference product is timed on the default kernels too (the kernels' gain)
+    assert ("default_kernels_tflops" in result["matmul"]) == onednn
+    if onednn:
+        assert result["matmul"]["default_kernels_tflops"] > 0
     text = models.format_results({"device": "cpu", "cases": [result]})
     assert f"float32 products (tsf.cpu_matmul): tsf on {expected}, HF on PyTorch's default (tiny)" in text
     both = models.run_case(dataclasses.replace(case, hf_cpu_matmul="auto"), memory=False, progress=False)

@@ -104,6 +104,7 @@ class Case:
 # Each model is timed as a loop of its own steps (``settle`` then ``block`` in a row), the
 # models of a scheme taking turns round by round: what a user of either model waits for.
 MATMUL = "matmul"  # the reference matmul's turn in every round of a case
+MATMUL_DEFAULT = "matmul on PyTorch's default kernels"  # its second turn where ours run on oneDNN (the kernels' gain)
 
 CPU_CASES: tuple[Case, ...] = (
     # the study's model and batch (tsf.study.presets "cpu"), all cores
@@ -313,6 +314,8 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
     # that a change of the machine's speed during the case touches it as it touches them
     mm_a, mm_b = matmul_operands(device, dtype)
     mm_seconds: dict[str, list[float]] = {}
+    mm_default: list[float] = []  # the same product on PyTorch's default kernels, where ours are others
+    other_kernels = device.type == "cpu" and float32_products(case.cpu_matmul, device) != "PyTorch's default"
     rows: dict[str, dict[str, Any]] = {}
     parity: dict[str, Any] = {}
     seconds: dict[str, list[float]] = {}
@@ -355,14 +358,19 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
                 if not row.get("oom"):
                     steps[key] = step
         steps[MATMUL] = functools.partial(reference_matmul, mm_a, mm_b, case.cpu_matmul)
+        if other_kernels:
+            steps[MATMUL_DEFAULT] = functools.partial(reference_matmul, mm_a, mm_b, "default")
         timed = time_interleaved(steps, warmup=case.warmup, repeats=case.repeats, device=device,
                                  progress=progress, block=case.block, settle=case.settle, orders=orders)
         mm_seconds[scheme] = timed.pop(MATMUL)
+        mm_default += timed.pop(MATMUL_DEFAULT, [])
         seconds.update(timed)
         del steps, models  # before the next scheme's are built
     rates = {scheme: matmul_summary(mm_a.shape[0], dtype, values)["tflops"] for scheme, values in mm_seconds.items()}
     rate = {**matmul_summary(mm_a.shape[0], dtype, [s for v in mm_seconds.values() for s in v]),
             "by_scheme": rates, "timed": "in the models' rounds", "kernels": float32_products(case.cpu_matmul, device)}
+    if mm_default:
+        rate["default_kernels_tflops"] = matmul_summary(mm_a.shape[0], dtype, mm_default)["tflops"]
     del mm_a, mm_b
     for key, values in seconds.items():
         row = rows[key]
@@ -612,9 +620,13 @@ def format_results(result: dict[str, Any]) -> str:
         ("threads", "thr", "s"), ("tsf", "tsf clips/s (IQR)", "s"), ("hf", "HF clips/s (IQR)", "s"),
         ("ratio", "tsf/HF", "s"), ("order", "tsf 1st/HF 1st", "s"), ("tsf_mb", "tsf MB", "s"), ("hf_mb", "HF MB", "s"), ("mfu", "tsf MFU", "s"),
         ("hf_mfu", "HF MFU", "s")])
+    def default(matmul: dict[str, Any]) -> str:
+        tflops = matmul.get("default_kernels_tflops")
+        return f"; {tflops * 1e3:.0f} on PyTorch's default" if tflops else ""
+
     rates = ", ".join(f"{c['case']['name']} {c['matmul']['tflops'] * 1e3:.0f} GFLOP/s ({c['matmul']['dtype']}"
                       f"{' on ' + c['matmul']['kernels'] if 'kernels' in c['matmul'] else ''}, "
-                      f"{c['matmul']['threads']} thr)" for c in result["cases"])
+                      f"{c['matmul']['threads']} thr{default(c['matmul'])})" for c in result["cases"])
     kernels: dict[str, list[str]] = {}  # cases by the kernels each model's float32 products ran on
     for c in result["cases"]:
         if "float32_products" in c:

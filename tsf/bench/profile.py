@@ -11,7 +11,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from ..config import canonical_attention
 from ..cost import count_macs
-from .models import case_threads, find_case, matmul_operands, matmul_summary, model_flops_utilisation
+from .models import (case_threads, find_case, float32_products, matmul_operands, matmul_summary,
+                     model_flops_utilisation, reference_matmul)
 from ..provenance import provenance
 from .steps import build_models, clip_batch, make_step
 from .table import format_table
@@ -62,7 +63,8 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
         data = clip_batch(config, batch_size)
         out: dict[str, Any] = {**provenance(command), "case": case_name, "scheme": config.attention, "mode": mode, "batch_size": batch_size,
                                "rounds": rounds, "threads": torch.get_num_threads(), "impls": {}}
-        steps = {impl: make_step(model, *data[impl], mode) for impl, model in models.items()}
+        steps = {impl: make_step(model, *data[impl], mode, cpu_matmul=case.kernels(impl))  # as the bench's
+                 for impl, model in models.items()}
         for _ in range(warmup):
             for step in steps.values():
                 step()
@@ -72,12 +74,12 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
         walls: dict[str, float] = dict.fromkeys(names, 0.0)
         events: dict[str, dict[str, list[float]]] = {impl: {} for impl in names}
         a, b = matmul_operands("cpu")
-        a @ b  # its warm-up
+        reference_matmul(a, b, case.cpu_matmul)  # its warm-up; on our products' kernels, as the bench's
         reference: list[float] = []
         for r in range(rounds):
             for _ in range(3):
                 start = time.perf_counter()
-                a @ b
+                reference_matmul(a, b, case.cpu_matmul)
                 reference.append(time.perf_counter() - start)
             for impl in names[r % len(names):] + names[:r % len(names)]:
                 start = time.perf_counter()
@@ -88,7 +90,9 @@ def profile_steps(case_name: str = "small-train", scheme: str = "divided", mode:
                     total = events[impl].setdefault(event.key, [0.0, 0])
                     total[0] += event.self_cpu_time_total / 1e3
                     total[1] += event.count
-        out["matmul"] = matmul_summary(a.shape[0], a.dtype, reference)
+        out["matmul"] = {**matmul_summary(a.shape[0], a.dtype, reference),
+                         "kernels": float32_products(case.cpu_matmul, torch.device("cpu"))}
+        out["float32_products"] = {impl: float32_products(case.kernels(impl), torch.device("cpu")) for impl in names}
         macs = count_macs(config)
         for impl in names:
             families: dict[str, float] = {}
@@ -123,6 +127,9 @@ def format_profile(result: dict[str, Any]) -> str:
     if "matmul" not in result:  # profiled before the reference matmul was timed with the steps
         return table
     ceilings = ", ".join(f"{i} {100 * result['impls'][i]['mfu_ceiling']:.0f}%" for i in impls)
+    on = f" on {result['matmul']['kernels']}" if "kernels" in result["matmul"] else ""
+    kernels = result.get("float32_products")
+    used = ("; float32 products: " + ", ".join(f"{i} on {kernels[i]}" for i in impls if i in kernels)) if kernels else ""
     return (f"{table}\n\nMFU ceiling (the model's FLOPs in its matmuls' self time, against the "
-            f"{result['matmul']['n']} matmul's {1e3 * result['matmul']['tflops']:.0f} GFLOP/s timed in the same "
-            f"rounds): {ceilings}")
+            f"{result['matmul']['n']} matmul's {1e3 * result['matmul']['tflops']:.0f} GFLOP/s{on} timed in the same "
+            f"rounds): {ceilings}{used}")
