@@ -75,12 +75,12 @@ H200 = Machine("one NVIDIA H200", flops=0.40 * 990e12, step_seconds=0.006, cores
                     "2-core EPYC, rounded up")
 
 #: This project's shared 2-core CPU (the cpu and smoke presets): float32 at what the study's runs
-#: reach there, two one-thread runs side by side: in the cpu run from an empty cache of 2026-12-01
-#: each Table 1 run side by side made 34-41 GFLOP/s of training (figures/cpu/table1_runs.csv: steps x 6 x
-#: count_macs x batch over train_seconds; median 37.5, tests/test_plan.py keeps the two in step),
-#: half of what one 8-frame step reaches alone in bench_cpu.json. The clips are made in the
-#: training processes, within those seconds: no separate cost for them, and no step floor.
-CPU2 = Machine("the 2-core CPU", flops=0.075e12, step_seconds=0.0, cores=2, clip_seconds=(0.0, 0.0),
+#: reach there, two one-thread runs side by side, their products on oneDNN (tsf.cpu_matmul): in the
+#: cpu run from an empty cache of 2026-12-08 each Table 1 run side by side made 52-78 GFLOP/s of
+#: training (figures/cpu/table1_runs.csv: steps x 6 x count_macs x batch over train_seconds; median
+#: 62.6, tests/test_plan.py keeps the two in step; 34-41 on MKL's products before). The clips are made
+#: in the training processes, within those seconds: no separate cost for them, and no step floor.
+CPU2 = Machine("the 2-core CPU", flops=0.125e12, step_seconds=0.0, cores=2, clip_seconds=(0.0, 0.0),
                run_seconds=2.0, stretch_seconds=1.0, notebook_seconds=10.0, explain_seconds=0.01,
                note="float32 at the rate the study's runs reached, two side by side, making their clips "
                     "on the same cores (the rate includes it)")
