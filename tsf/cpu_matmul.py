@@ -7,7 +7,8 @@ oneDNN only when ``torch.backends.mkldnn.matmul.fp32_precision`` is ``"bf16"``, 
 oneDNN to round the inputs to bfloat16 (it does so on CPUs with AMX). So this switch is used only
 where :func:`onednn_keeps_fp32` shows, on this machine, that the products come out in float32:
 an exact product that bfloat16 inputs would get wrong, and random products at float32's error.
-Elsewhere ``onednn_matmul`` changes nothing.
+Elsewhere ``onednn_matmul`` changes nothing. (Where PyTorch keeps the products on MKL under the
+setting, the probe passes on MKL's float32 and the label says oneDNN: wrong, but harmless.)
 
 The products are the same float32 arithmetic in another summation order, so results agree with
 MKL's to float rounding, not bit for bit. PyTorch's fused CPU attention kernel (flash attention)
