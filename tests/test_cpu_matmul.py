@@ -95,3 +95,15 @@ def test_a_run_records_which_kernels_made_it(tmp_path):
         expected = "oneDNN" if mode == "auto" and onednn_keeps_fp32() else "PyTorch's default"
         assert env["cpu_float32_products"] == expected
     assert not onednn_active()  # fit gave the setting back
+
+
+def test_the_cost_notebooks_timing_runs_on_the_studys_kernels_and_says_so():
+    pytest.importorskip("pandas")  # the study's optional dependencies (the notebooks extra)
+    from tsf.study import cost
+
+    auto = cost.measure_time("tiny", ("divided",), batch_size=1, repeats=1, warmup=0)
+    expected = "oneDNN" if onednn_keeps_fp32() else "PyTorch's default"
+    assert set(auto.kernels) == {expected} and not onednn_active()
+    assert cost._how(auto.iloc[0]) == "cpu fp32" + (" on oneDNN" if expected == "oneDNN" else "")
+    default = cost.measure_time("tiny", ("divided",), batch_size=1, repeats=1, warmup=0, cpu_matmul="default")
+    assert set(default.kernels) == {"PyTorch's default"} and cost._how(default.iloc[0]) == "cpu fp32"

@@ -21,6 +21,7 @@ from ..attention import SCHEMES
 from ..bench.memory import memory_curves
 from ..bench.timing import quartiles, time_interleaved
 from ..config import ATTENTION_SCHEMES, preset
+from ..cpu_matmul import onednn_matmul
 from ..cost import count_macs, count_params, training_memory_bytes
 from ..model import TimeSformer, autocast
 from . import paper
@@ -104,11 +105,12 @@ def paper_models_cost() -> pd.DataFrame:
 
 def measure_time(model_preset: str = "small", schemes: tuple[str, ...] = ATTENTION_SCHEMES, *,
                  batch_size: int = 16, repeats: int = 10, warmup: int = 3,
-                 device: str | None = None, precision: str = "auto") -> pd.DataFrame:
+                 device: str | None = None, precision: str = "auto", cpu_matmul: str = "auto") -> pd.DataFrame:
     """Median (and quartiles) milliseconds per clip for inference and a training step, per scheme.
 
     ``precision``: ``auto`` is what the study trains in (bf16 autocast on a GPU, float32 on a
-    CPU); every row says which. Every scheme's two steps are timed in the same rounds,
+    CPU); ``cpu_matmul``: the kernels of float32 CPU products, ``auto`` as the study's runs use
+    them (:mod:`tsf.cpu_matmul`); every row says which. Every scheme's two steps are timed in the same rounds,
     interleaved and rotated (:func:`tsf.bench.timing.time_interleaved`), so that drifts of the
     machine touch all alike.
     """
@@ -124,14 +126,16 @@ def measure_time(model_preset: str = "small", schemes: tuple[str, ...] = ATTENTI
         x = torch.randn(batch_size, 3, cfg.num_frames, cfg.img_size, cfg.img_size, device=dev)
         y = torch.randint(0, cfg.num_classes, (batch_size,), device=dev)
         calls[(scheme, "inference")], calls[(scheme, "training")] = _steps(model, x, y, precision)
-    seconds = time_interleaved(calls, warmup=warmup, repeats=repeats, device=dev, progress=False)
+    with onednn_matmul(cpu_matmul if dev.type == "cpu" else "default") as onednn:
+        seconds = time_interleaved(calls, warmup=warmup, repeats=repeats, device=dev, progress=False)
     rows = []
     for (scheme, mode), values in seconds.items():
         lo, med, hi = quartiles([s * 1e3 / batch_size for s in values])
         cfg = models[scheme].config
         rows.append({"scheme": scheme, "mode": mode, "ms_per_clip": med, "q1": lo, "q3": hi,
                      "clips_per_s": 1e3 / med, "gmacs_per_clip": count_macs(cfg) / 1e9, "batch_size": batch_size,
-                     "repeats": repeats, "model": model_preset, "device": str(dev), "precision": precision})
+                     "repeats": repeats, "model": model_preset, "device": str(dev), "precision": precision,
+                     "kernels": "oneDNN" if onednn else "PyTorch's default"})
     return pd.DataFrame(rows)
 
 
@@ -155,6 +159,12 @@ def _steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: 
     return inference, training
 
 
+def _how(row) -> str:
+    """Where and how a timing row was measured: ``cpu fp32 on oneDNN``, ``cuda bf16``."""
+    kernels = " on oneDNN" if row.get("kernels") == "oneDNN" else ""
+    return f"{row['device']} {row.get('precision', 'fp32')}{kernels}"
+
+
 def plot_time(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_time"):
     import matplotlib.pyplot as plt  # matplotlib is optional (the notebooks extra)
 
@@ -169,8 +179,7 @@ def plot_time(frame: pd.DataFrame, out: Output | None = None, name: str = "cost_
     ax.set_xticks(range(len(schemes)), [TITLES[s] for s in schemes], rotation=15)
     ax.set_ylabel("ms per clip (median, quartiles)")
     first = frame.iloc[0]
-    ax.set_title(f"Measured time per clip, '{first.model}' model, batch {first.batch_size}, "
-                 f"{first.device} {first.get('precision', 'fp32')}")
+    ax.set_title(f"Measured time per clip, '{first.model}' model, batch {first.batch_size}, {_how(first)}")
     ax.legend()
     fig.tight_layout()
     if out is not None:
@@ -219,7 +228,7 @@ def cost_summary(flops: pd.DataFrame, models: pd.DataFrame, timing: pd.DataFrame
                       "verdict": "yes" if divided.train_memory_gb.max() < limit else "no"})
     for r in timing[timing["mode"] == "training"].itertuples():
         lines.append({"what": f"{TITLES[r.scheme]}: training ms per clip, '{r.model}' model "
-                              f"(measured, {r.device} {getattr(r, 'precision', 'fp32')})",
+                              f"(measured, {_how(r._asdict())})",
                       "ours": f"{r.ms_per_clip:.1f}", "paper": "-"})
     out.summary("cost", "Figure 3, Tables 2-3: cost", lines, note=(
         "FLOPs count one multiply-add as one operation, as the paper does. Memory is an analytic estimate of "
