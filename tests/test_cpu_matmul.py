@@ -31,6 +31,8 @@ def test_the_switch_follows_the_probe_and_is_restored():
 def test_default_and_a_failed_probe_leave_pytorch_alone(monkeypatch):
     with onednn_matmul("default") as on:
         assert not on and not onednn_active()
+    with onednn_matmul("auto", torch.device("meta")) as on:  # work on another device than the CPU
+        assert not on and not onednn_active()
     monkeypatch.setattr(cpu_matmul, "onednn_keeps_fp32", lambda: False)
     with onednn_matmul("auto") as on:
         assert not on and not onednn_active()

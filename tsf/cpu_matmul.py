@@ -28,6 +28,13 @@ import torch
 #: ``TrainConfig.cpu_matmul`` values: oneDNN where it keeps float32 (else as PyTorch chooses), or PyTorch's choice
 CPU_MATMUL = ("auto", "default")
 _ONEDNN = "bf16"  # the fp32_precision value that routes float32 products to oneDNN
+#: how results name the kernels that ran (env.json, study.json, the benchmarks)
+ONEDNN_NAME, DEFAULT_NAME = "oneDNN", "PyTorch's default"
+
+
+def kernels_name(onednn: bool) -> str:
+    """The name results give the kernels: ``oneDNN``, or ``PyTorch's default``."""
+    return ONEDNN_NAME if onednn else DEFAULT_NAME
 
 
 def _settings():
@@ -67,13 +74,15 @@ def onednn_keeps_fp32() -> bool:
 
 
 @contextlib.contextmanager
-def onednn_matmul(mode: str = "auto") -> Iterator[bool]:
+def onednn_matmul(mode: str = "auto", device: torch.device | str | None = None) -> Iterator[bool]:
     """Within: float32 CPU products on oneDNN if ``mode`` is ``auto`` and it keeps float32 here
-    (yields whether it does so); ``default`` leaves PyTorch's choice. The setting is restored after."""
+    (yields whether it does so); ``default``, or a ``device`` other than the CPU (work that runs
+    there), leaves PyTorch's choice. The setting is restored after."""
     if mode not in CPU_MATMUL:
         raise ValueError(f"cpu_matmul must be one of {', '.join(CPU_MATMUL)}, got {mode!r}")
     settings = _settings()
-    if mode == "default" or settings is None or not onednn_keeps_fp32():
+    off_cpu = device is not None and torch.device(device).type != "cpu"
+    if mode == "default" or off_cpu or settings is None or not onednn_keeps_fp32():
         yield False
         return
     before = settings.fp32_precision

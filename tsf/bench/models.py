@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from ..config import ATTENTION_SCHEMES, TimeSformerConfig, canonical_attention, preset
 from ..cost import count_macs
-from ..cpu_matmul import onednn_matmul
+from ..cpu_matmul import DEFAULT_NAME, ONEDNN_NAME, kernels_name, onednn_matmul
 from .memory import cpu_peak_growth, cuda_peak_growth, memory_curves
 from ..provenance import command_line, load_average, provenance, utc_now, write_result
 from .steps import HF_SCHEMES, MODES, build_models, check_parity, clip_batch, is_oom, make_step
@@ -202,14 +202,14 @@ def matmul_operands(device: torch.device | str = "cpu", dtype: torch.dtype = tor
 
 def reference_matmul(a: Tensor, b: Tensor, cpu_matmul: str = "default") -> Tensor:
     """The MFU's reference product, on the kernels ``cpu_matmul`` gives float32 CPU products."""
-    with onednn_matmul(cpu_matmul if a.device.type == "cpu" else "default"):
+    with onednn_matmul(cpu_matmul, a.device):
         return a @ b
 
 
 def float32_products(mode: str, device: torch.device) -> str:
     """What a ``cpu_matmul`` mode runs float32 products on, here: ``oneDNN`` or ``PyTorch's default``."""
-    with onednn_matmul(mode if device.type == "cpu" else "default") as on:
-        return "oneDNN" if on else "PyTorch's default"
+    with onednn_matmul(mode, device) as on:
+        return kernels_name(on)
 
 
 def matmul_summary(n: int, dtype: torch.dtype, seconds: list[float]) -> dict[str, Any]:
@@ -315,7 +315,7 @@ def _run_case(case: Case, device: torch.device, memory: bool, progress: bool,
     mm_a, mm_b = matmul_operands(device, dtype)
     mm_seconds: dict[str, list[float]] = {}
     mm_default: list[float] = []  # the same product on PyTorch's default kernels, where ours are others
-    other_kernels = device.type == "cpu" and float32_products(case.cpu_matmul, device) != "PyTorch's default"
+    other_kernels = float32_products(case.cpu_matmul, device) == ONEDNN_NAME
     rows: dict[str, dict[str, Any]] = {}
     parity: dict[str, Any] = {}
     seconds: dict[str, list[float]] = {}
@@ -622,7 +622,7 @@ def format_results(result: dict[str, Any]) -> str:
         ("hf_mfu", "HF MFU", "s")])
     def default(matmul: dict[str, Any]) -> str:
         tflops = matmul.get("default_kernels_tflops")
-        return f"; {tflops * 1e3:.0f} on PyTorch's default" if tflops else ""
+        return f"; {tflops * 1e3:.0f} on {DEFAULT_NAME}" if tflops else ""
 
     rates = ", ".join(f"{c['case']['name']} {c['matmul']['tflops'] * 1e3:.0f} GFLOP/s ({c['matmul']['dtype']}"
                       f"{' on ' + c['matmul']['kernels'] if 'kernels' in c['matmul'] else ''}, "

@@ -83,11 +83,10 @@ def make_step(model: nn.Module, video: Tensor, labels: Tensor, mode: str, *, pre
     ``label_smoothing``: a training recipe's, the study's by default; ``cpu_matmul``: the kernels of
     its float32 CPU products, :func:`tsf.cpu_matmul.onednn_matmul`, PyTorch's choice by default)."""
     device = video.device
-    kernels = cpu_matmul if device.type == "cpu" else "default"
     if mode == "infer":
         def infer() -> None:
             model.eval()
-            with torch.inference_mode(), autocast(device, precision), onednn_matmul(kernels):
+            with torch.inference_mode(), autocast(device, precision), onednn_matmul(cpu_matmul, device):
                 model(video)
         return infer
     if mode != "train":
@@ -97,7 +96,7 @@ def make_step(model: nn.Module, video: Tensor, labels: Tensor, mode: str, *, pre
 
     def train() -> None:
         model.train()
-        with onednn_matmul(kernels):
+        with onednn_matmul(cpu_matmul, device):
             with autocast(device, precision):
                 loss = F.cross_entropy(model(video).float(), labels, label_smoothing=label_smoothing)
             loss.backward()

@@ -21,7 +21,7 @@ from ..attention import SCHEMES
 from ..bench.memory import memory_curves
 from ..bench.timing import quartiles, time_interleaved
 from ..config import ATTENTION_SCHEMES, preset
-from ..cpu_matmul import onednn_matmul
+from ..cpu_matmul import ONEDNN_NAME, kernels_name, onednn_matmul
 from ..cost import count_macs, count_params, training_memory_bytes
 from ..model import TimeSformer, autocast
 from . import paper
@@ -126,7 +126,7 @@ def measure_time(model_preset: str = "small", schemes: tuple[str, ...] = ATTENTI
         x = torch.randn(batch_size, 3, cfg.num_frames, cfg.img_size, cfg.img_size, device=dev)
         y = torch.randint(0, cfg.num_classes, (batch_size,), device=dev)
         calls[(scheme, "inference")], calls[(scheme, "training")] = _steps(model, x, y, precision)
-    with onednn_matmul(cpu_matmul if dev.type == "cpu" else "default") as onednn:
+    with onednn_matmul(cpu_matmul, dev) as onednn:
         seconds = time_interleaved(calls, warmup=warmup, repeats=repeats, device=dev, progress=False)
     rows = []
     for (scheme, mode), values in seconds.items():
@@ -135,7 +135,7 @@ def measure_time(model_preset: str = "small", schemes: tuple[str, ...] = ATTENTI
         rows.append({"scheme": scheme, "mode": mode, "ms_per_clip": med, "q1": lo, "q3": hi,
                      "clips_per_s": 1e3 / med, "gmacs_per_clip": count_macs(cfg) / 1e9, "batch_size": batch_size,
                      "repeats": repeats, "model": model_preset, "device": str(dev), "precision": precision,
-                     "kernels": "oneDNN" if onednn else "PyTorch's default"})
+                     "kernels": kernels_name(onednn)})
     return pd.DataFrame(rows)
 
 
@@ -161,7 +161,7 @@ def _steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: 
 
 def _how(row) -> str:
     """Where and how a timing row was measured: ``cpu fp32 on oneDNN``, ``cuda bf16``."""
-    kernels = " on oneDNN" if row.get("kernels") == "oneDNN" else ""
+    kernels = f" on {ONEDNN_NAME}" if row.get("kernels") == ONEDNN_NAME else ""
     return f"{row['device']} {row.get('precision', 'fp32')}{kernels}"
 
 

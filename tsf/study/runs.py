@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cost import count_macs
-from ..cpu_matmul import onednn_matmul
+from ..cpu_matmul import kernels_name, onednn_matmul
 from ..train import TrainConfig, fit, pick_device
 from ..train.checkpoint import write_json_atomic
 from ..train.config import DataConfig
@@ -132,8 +132,7 @@ def _run_one(config_json: str, name: str, threads: int, curve_every: int = 0) ->
     config = TrainConfig.from_dict(json.loads(config_json))
     run_dir = Path(config.output_dir)
     start = time.perf_counter()
-    cpu = pick_device(config.device).type == "cpu"
-    with onednn_matmul(config.cpu_matmul if cpu else "default") as onednn:  # the held-out scores' too
+    with onednn_matmul(config.cpu_matmul, pick_device(config.device)) as onednn:  # the held-out scores' too
         result = _fit_with_curve(config, curve_every)[0] if curve_every else fit(config, resume=True)
         seconds = time.perf_counter() - start
         if result.interrupted:  # a signal stopped it: no study.json, so the cache resumes it next time
@@ -143,7 +142,7 @@ def _run_one(config_json: str, name: str, threads: int, curve_every: int = 0) ->
     scores = dict(result.final)
     scores.pop("event", None)
     scores.update(steps=result.steps, train_seconds=seconds, threads=threads,
-                  cpu_float32_products="oneDNN" if onednn else "PyTorch's default")
+                  cpu_float32_products=kernels_name(onednn))
     scores.update(held_out)
     _score_file(run_dir).write_text(json.dumps({"name": name, "scores": scores}, indent=2))
     return str(run_dir)

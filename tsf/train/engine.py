@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..cpu_matmul import onednn_active, onednn_matmul
+from ..cpu_matmul import kernels_name, onednn_active, onednn_matmul
 from ..data.datasets import mix_seed
 from ..model import TimeSformer, autocast
 from ..provenance import machine, utc_now
@@ -163,7 +163,7 @@ def environment(proc: _Proc) -> dict[str, Any]:
     """``env.json``: the run's start, its processes and device, and the machine (:func:`tsf.provenance.machine`)."""
     return {"time": utc_now(), "tsf": __version__, "host": socket.gethostname(), "device": str(proc.device),
             "world_size": proc.world, "machine": machine(proc.device),
-            "cpu_float32_products": "oneDNN" if onednn_active() else "PyTorch's default"}
+            "cpu_float32_products": kernels_name(onednn_active())}
 
 
 # -- optimiser and schedule -------------------------------------------------------------
@@ -616,7 +616,7 @@ def fit(config: TrainConfig, *, train_dataset: Dataset | None = None, val_datase
     """
     proc = _setup(config)
     with _run_folder(Path(config.output_dir), proc, resume=bool(resume), overwrite=overwrite), \
-            onednn_matmul(config.cpu_matmul if proc.device.type == "cpu" else "default"):
+            onednn_matmul(config.cpu_matmul, proc.device):
         return _fit(config, proc, train_dataset, val_dataset, resume)
 
 
